@@ -1,0 +1,104 @@
+"""`python -m ingest SOURCE`: add images with captions to the collection, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ingest.runner import ingest
+from ingest.sources import Source, demo_source, folder_source
+from pipeline.backends import make_embedder, make_store
+from pipeline.config import Settings
+from pipeline.errors import MedcapError
+
+EPILOG = """\
+sources:
+  demo                      the built-in synthetic demo set (--count images)
+  folder DIR                images under DIR; captions from --captions FILE, DIR/captions.csv,
+                            or a .txt file beside each image
+  DIR                       same as `folder DIR`
+
+captions file: CSV or JSONL with a file column (filename, file, path, image) and a caption
+column (caption, text, description); any other column is kept as metadata.
+
+examples:
+  python -m ingest demo --count 300
+  python -m ingest folder ~/xrays --captions ~/xrays/captions.csv
+  python -m ingest ~/xrays --limit 100 --batch-size 16
+
+A rerun skips images already in the collection (ids are content hashes), so an interrupted
+run resumes where it stopped. Files that cannot be added are listed in the rejects report.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Add captioned images to the collection the app searches.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", help="demo, folder, or a folder path (see below)")
+    parser.add_argument("path", nargs="?", help="the folder, after `folder`")
+    parser.add_argument("--captions", type=Path, help="CSV or JSONL captions file")
+    parser.add_argument("--count", type=int, help="demo: how many images (default 300)")
+    parser.add_argument("--collection", help="collection name (default medcap_<embedder>_<dim>)")
+    parser.add_argument("--limit", type=int, help="stop after this many input images")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument(
+        "--rejects", type=Path, help="rejects report CSV (default DATA_DIR/ingest-rejects.csv)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def choose_source(args: argparse.Namespace, settings: Settings) -> Source:
+    if args.source == "demo":
+        return demo_source(args.count or settings.demo_count)
+    folder = args.path if args.source == "folder" else args.source
+    if not folder:
+        raise MedcapError("`folder` needs a folder path: python -m ingest folder DIR")
+    return folder_source(Path(folder).expanduser(), args.captions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if args.collection:
+            settings = replace(settings, collection=args.collection)
+        source = choose_source(args, settings)
+        embedder = make_embedder(settings)
+        store = make_store(settings, embedder)
+        rejects = args.rejects or settings.data_dir / "ingest-rejects.csv"
+        summary = ingest(
+            source,
+            embedder,
+            store,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            rejects_path=rejects,
+            progress=not args.quiet,
+            max_pixels=settings.max_image_pixels,
+        )
+        total = store.count()
+        store.close()
+    except MedcapError as exc:
+        print(f"error: {exc.sentence}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume.", file=sys.stderr)
+        return 130
+    print(summary.line())
+    print(f"collection {store.collection} now holds {total} images ({store.location})")
+    if summary.rejected:
+        print(f"rejects report: {rejects}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The two kinds of error the product shows: the user's to fix and the operator's to fix."""
+
+from __future__ import annotations
+
+
+class MedcapError(Exception):
+    """Base class: carries one sentence fit to show on the page."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
+class InputError(MedcapError):
+    """Something the user sent is wrong (bad file, unsupported format, too large)."""
+
+
+class BackendError(MedcapError):
+    """A backend (store, embedder, captioner) failed; the operator must fix a setting."""

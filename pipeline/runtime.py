@@ -1,0 +1,135 @@
+"""A serving process's long-lived state: the pipeline, reconnected after a failure, and the
+first-start build of the demo collection."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ingest.demo import DEMO_DATASET
+from pipeline.backends import make_captioner, make_embedder, make_store
+from pipeline.config import Settings
+from pipeline.embedders import LocalEmbedder
+from pipeline.errors import BackendError
+from pipeline.service import Pipeline, Status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoBuild:
+    """Progress of the first-start demo ingest, read by the page."""
+
+    done: int = 0
+    total: int = 0
+    finished: bool = False
+    error: str = ""
+
+
+class Runtime:
+    """Holds the pipeline for the page; connects on demand so a dead store never stops start-up."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedder = make_embedder(settings)
+        self.captioner = make_captioner(settings)
+        self.demo = DemoBuild(finished=True)
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.Lock()
+        self._is_demo = False
+
+    def pipeline(self) -> Pipeline:
+        """The connected pipeline; raises BackendError with a sentence if the store is down."""
+        with self._lock:
+            if self._pipeline is None:
+                store = make_store(self.settings, self.embedder)
+                self._pipeline = Pipeline(
+                    self.embedder, store, self.captioner, self.settings.max_image_pixels
+                )
+                self._is_demo = store.has_dataset(DEMO_DATASET)
+            return self._pipeline
+
+    def reset(self) -> None:
+        """Forget the connection after a backend failure; the next request reconnects."""
+        with self._lock:
+            if self._pipeline is not None:
+                self._pipeline.store.close()
+            self._pipeline = None
+
+    def status(self) -> tuple[Status | None, str]:
+        """The status, or None and the sentence saying why the store cannot be reached."""
+        try:
+            return self.pipeline().status(), ""
+        except BackendError as exc:
+            self.reset()
+            return None, exc.sentence
+
+    def notes(self) -> str:
+        """What the page should say about the collection itself (synthetic, being built)."""
+        if not self.demo.finished:
+            return (
+                f"Building the synthetic demo collection: {self.demo.done} of "
+                f"{self.demo.total} images so far; results improve as it fills."
+            )
+        if self.demo.error:
+            return f"The demo collection could not be built: {self.demo.error}"
+        if self._is_demo:
+            return (
+                "The collection is the built-in **synthetic** demo set (drawn phantoms, not "
+                "patients): add real images with `python -m ingest`."
+            )
+        return ""
+
+    def start(self) -> None:
+        """Connect, warm the embedder, and build the demo collection if the collection is empty."""
+        local = isinstance(self.embedder, LocalEmbedder)
+        if local:  # a cloud embedder would bill a call for nothing
+            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+        try:
+            pipeline = self.pipeline()
+            empty = pipeline.store.count() == 0
+        except BackendError as exc:
+            log.error("%s", exc.sentence)
+            return
+        if empty and local and self.settings.auto_ingest_demo:
+            self.demo = DemoBuild(total=self.settings.demo_count)
+            self._is_demo = True
+            threading.Thread(target=self._build_demo, name="demo-ingest", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        # The first embedding loads the model (and builds its graph once per machine): pay for
+        # it at start-up, not in the first user's request.
+        try:
+            self.embedder.embed([Image.new("RGB", (224, 224))])
+        except Exception:
+            log.warning("embedder warm-up failed", exc_info=True)
+
+    def _build_demo(self) -> None:
+        from ingest.runner import ingest
+        from ingest.sources import demo_source
+
+        demo = self.demo
+
+        def progress(done: int) -> None:
+            demo.done = done
+
+        try:
+            pipeline = self.pipeline()
+            summary = ingest(
+                demo_source(self.settings.demo_count),
+                self.embedder,
+                pipeline.store,
+                on_progress=progress,
+                rejects_path=self.settings.data_dir / "ingest-rejects.csv",
+            )
+            log.info("demo collection built: %s", summary.line())
+        except BackendError as exc:
+            demo.error = exc.sentence
+        except Exception as exc:  # a failed build must not take the page down
+            log.exception("demo ingest failed")
+            demo.error = str(exc)
+        finally:
+            demo.finished = True

@@ -1,0 +1,273 @@
+"""MilvusStore: one collection per embedder over pymilvus' MilvusClient (Lite file or server)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+ID_LEN = 64  # hex SHA-256
+CAPTION_LEN = 4096
+SOURCE_LEN = 1024
+THUMB_LEN = 65535
+# An embedding this close to the query's is the query image itself, re-encoded on the way in.
+SAME_IMAGE_SCORE = 0.9995
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row to write: an image's embedding and what the page shows about it."""
+
+    id: str
+    embedding: np.ndarray
+    caption: str
+    thumbnail: str  # base64 JPEG
+    source: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One search hit, with its cosine similarity."""
+
+    id: str
+    caption: str
+    thumbnail: bytes
+    source: str
+    meta: dict
+    score: float
+
+
+def default_collection(embedder_name: str, dim: int) -> str:
+    """medcap_<embedder>_<dim>, so vectors of two models never share a collection."""
+    safe = "".join(c if c.isalnum() else "_" for c in embedder_name.lower())
+    return f"medcap_{safe}_{dim}"
+
+
+class MilvusStore:
+    """The collection of captioned images, on Milvus Lite or a Milvus server."""
+
+    def __init__(
+        self,
+        uri: str,
+        embedder_name: str,
+        dim: int,
+        collection: str = "",
+        token: str = "",
+        db: str = "",
+        timeout: float = 15.0,
+    ) -> None:
+        self.uri = uri
+        self.embedder_name = embedder_name
+        self.dim = dim
+        self.collection = collection or default_collection(embedder_name, dim)
+        self.timeout = timeout
+        self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        self._client = self._connect(token, db)
+        self._ensure_collection()
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, without secrets, for the status line."""
+        return f"Milvus Lite ({self.uri})" if self.is_lite else f"Milvus server ({self.uri})"
+
+    def _connect(self, token: str, db: str):
+        from pymilvus import MilvusClient  # heavy import, paid once when the store opens
+
+        if self.is_lite:
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+            # Milvus Lite serves in-process and logs a harmless "AllocTimestamp not implemented"
+            # traceback on every open; keep it out of the operator's log.
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        kwargs = {"uri": self.uri, "timeout": self.timeout}
+        if token:
+            kwargs["token"] = token
+        if db:
+            kwargs["db_name"] = db
+        try:
+            return MilvusClient(**kwargs)
+        except Exception as exc:
+            raise BackendError(self._unreachable(exc)) from exc
+
+    def _unreachable(self, exc: Exception) -> str:
+        if self.is_lite:
+            return (
+                f"The Milvus Lite file {self.uri} could not be opened ({_short(exc)}); "
+                "another process may be using it: stop it or set MILVUS_URI to another file."
+            )
+        return (
+            f"The Milvus server at {self.uri} did not answer ({_short(exc)}): "
+            "check that it is running and check MILVUS_URI and MILVUS_TOKEN."
+        )
+
+    def _properties(self) -> dict[str, str]:
+        # Collection properties survive a reopen (the schema description does not, on Lite).
+        return {"medcap.embedder": self.embedder_name, "medcap.dim": str(self.dim)}
+
+    def _ensure_collection(self) -> None:
+        c = self._client
+        try:
+            if c.has_collection(self.collection, timeout=self.timeout):
+                self._check_embedder(c.describe_collection(self.collection, timeout=self.timeout))
+            else:
+                self._create()
+            c.load_collection(self.collection, timeout=self.timeout)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(self._unreachable(exc)) from exc
+
+    def _check_embedder(self, info: dict) -> None:
+        recorded = info.get("properties") or {}
+        if any(recorded.get(k) != v for k, v in self._properties().items()):
+            raise BackendError(
+                f"Collection {self.collection} holds vectors from embedder "
+                f"{recorded.get('medcap.embedder', 'unknown')} "
+                f"({recorded.get('medcap.dim', '?')} dims), "
+                f"not {self.embedder_name} ({self.dim} dims): set MILVUS_COLLECTION to another "
+                "name or use the embedder it was built with."
+            )
+
+    def _create(self) -> None:
+        from pymilvus import DataType
+
+        c = self._client
+        schema = c.create_schema(auto_id=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("caption", DataType.VARCHAR, max_length=CAPTION_LEN)
+        schema.add_field("thumbnail", DataType.VARCHAR, max_length=THUMB_LEN)
+        schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_LEN)
+        schema.add_field("meta", DataType.JSON)
+        index = c.prepare_index_params()
+        index.add_index("embedding", **self._index_params())
+        c.create_collection(
+            self.collection,
+            schema=schema,
+            index_params=index,
+            consistency_level="Strong",  # a just-ingested image is searchable at once
+            properties=self._properties(),
+            timeout=self.timeout,
+        )
+        log.info("created collection %s (%s, %d dims)", self.collection, self.uri, self.dim)
+
+    def _index_params(self) -> dict:
+        # HNSW on Lite and server alike: IVF on a small collection (the demo's 300 rows) probes
+        # too few lists and loses about one neighbour in ten.
+        return {
+            "index_type": "HNSW",
+            "metric_type": "COSINE",
+            "params": {"M": 16, "efConstruction": 200},
+        }
+
+    def _search_params(self, k: int) -> dict:
+        return {"metric_type": "COSINE", "params": {"ef": max(64, k)}}
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, timeout=self.timeout, **kwargs)
+        except BackendError:
+            raise
+        except Exception as exc:
+            log.warning("milvus %s failed: %s", what, exc)
+            raise BackendError(self._unreachable(exc)) from exc
+
+    def upsert(self, records: Sequence[Record]) -> int:
+        """Write rows (same id replaces); returns how many were written."""
+        if not records:
+            return 0
+        rows = [
+            {
+                "id": r.id,
+                "embedding": np.asarray(r.embedding, dtype=np.float32).tolist(),
+                "caption": r.caption[:CAPTION_LEN],
+                "thumbnail": r.thumbnail,
+                "source": r.source[:SOURCE_LEN],
+                "meta": r.meta,
+            }
+            for r in records
+        ]
+        self._call("upsert", self._client.upsert, self.collection, rows)
+        return len(rows)
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of these ids the collection already holds."""
+        ids = [i for i in ids if all(ch in "0123456789abcdef" for ch in i)]
+        if not ids:
+            return set()
+        rows = self._call("get", self._client.get, self.collection, ids=ids, output_fields=["id"])
+        return {row["id"] for row in rows}
+
+    def search(self, vector: np.ndarray, k: int, exclude_id: str = "") -> list[Neighbour]:
+        """The k most similar rows by cosine similarity, never the query image itself."""
+        extra = 3  # room for the query image itself, in the collection under other bytes
+        kwargs = {}
+        if exclude_id and all(ch in "0123456789abcdef" for ch in exclude_id):
+            kwargs["filter"] = f'id != "{exclude_id}"'
+        hits = self._call(
+            "search",
+            self._client.search,
+            self.collection,
+            data=[np.asarray(vector, dtype=np.float32).tolist()],
+            limit=k + extra,
+            output_fields=["caption", "thumbnail", "source", "meta"],
+            search_params=self._search_params(k + extra),
+            **kwargs,
+        )
+        out = []
+        for hit in hits[0] if hits else []:
+            if hit["distance"] >= SAME_IMAGE_SCORE:
+                continue
+            entity = hit["entity"]
+            out.append(
+                Neighbour(
+                    id=hit["id"],
+                    caption=entity.get("caption", ""),
+                    thumbnail=base64.b64decode(entity.get("thumbnail") or ""),
+                    source=entity.get("source", ""),
+                    meta=entity.get("meta") or {},
+                    score=float(hit["distance"]),
+                )
+            )
+        return out[:k]
+
+    def count(self) -> int:
+        """Rows in the collection."""
+        stats = self._call("stats", self._client.get_collection_stats, self.collection)
+        return int(stats.get("row_count", 0))
+
+    def has_dataset(self, dataset: str) -> bool:
+        """Whether any row's meta names this dataset (the page labels the demo as synthetic)."""
+        safe = dataset.replace("\\", "").replace('"', "")
+        rows = self._call(
+            "query",
+            self._client.query,
+            self.collection,
+            filter=f'meta["dataset"] == "{safe}"',
+            output_fields=["id"],
+            limit=1,
+        )
+        return bool(rows)
+
+    def flush(self) -> None:
+        """Seal what was written so searches are fast and a restart keeps it."""
+        self._call("flush", self._client.flush, self.collection)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing a dead connection must not mask the real error
+            log.debug("closing milvus client failed", exc_info=True)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]

@@ -1,0 +1,140 @@
+"""The page served on loopback and driven through gradio_client, as an API user would."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+import app
+from pipeline.config import Settings
+from pipeline.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, model_dir):
+    data = tmp_path_factory.mktemp("appdata")
+    (data / "models").symlink_to(model_dir)
+    settings = Settings.from_mapping(
+        {"MEDCAP_DATA_DIR": str(data), "DEMO_COUNT": "42", "EMBEDDER": "local"}
+    )
+    runtime = Runtime(settings)
+    runtime.start()
+    deadline = time.time() + 120
+    while not runtime.demo.finished and time.time() < deadline:
+        time.sleep(0.2)
+    assert runtime.demo.finished and not runtime.demo.error
+    page = app.build(runtime)
+    port = free_port()
+    page.queue().launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+    )
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    yield client, settings, runtime
+    client.close()
+    page.close()
+
+
+def call(client: Client, path: Path | str, k: int = 5):
+    return client.predict(handle_file(str(path)), k, api_name="/caption")
+
+
+def test_demo_image_gets_neighbours_and_both_panels(served, tmp_path):
+    from ingest.demo import item
+
+    client, _settings, _ = served
+    query = item(100_000)  # held out: not in the collection
+    path = tmp_path / query.name
+    path.write_bytes(query.image)
+    gallery, listing, rag, classic, status = call(client, path, k=5)
+    assert len(gallery) == 5
+    for entry in gallery:
+        assert Path(entry["image"]).stat().st_size > 300  # a real thumbnail file
+        assert "%" in entry["caption"]
+    assert rag and rag == rag.strip()
+    assert "CAPTIONER=claude" in classic  # the offline captioner says what enables classic
+    assert "(42 images)" in status and "extractive" in status and "search" in status
+    assert "synthetic" in status
+    assert listing.count("%") == 5
+
+
+def test_top_k_is_honoured(served, tmp_path):
+    from ingest.demo import item
+
+    client, _, _ = served
+    path = tmp_path / "q.png"
+    path.write_bytes(item(100_001).image)
+    assert len(call(client, path, k=1)[0]) == 1
+    assert len(call(client, path, k=9)[0]) == 9
+
+
+def test_an_image_in_the_collection_is_not_its_own_neighbour(served, tmp_path):
+    from ingest.demo import item
+
+    client, _, _ = served
+    own = item(3)  # ingested at start-up
+    path = tmp_path / own.name
+    path.write_bytes(own.image)
+    gallery, *_ = call(client, path, k=5)
+    # Itself would score 100%; other images may share its caption, so compare scores.
+    assert len(gallery) == 5
+    assert not any(g["caption"].startswith("100%") for g in gallery)
+
+
+def jpeg(size=(256, 256)) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+        out, format="JPEG"
+    )
+    return out.getvalue()
+
+
+BAD = {
+    "empty.png": (b"", "empty"),
+    "text.png": (b"just some text, not pixels", "not an image"),
+    "truncated.jpg": (jpeg()[:2000], "damaged or incomplete"),
+    "dot.png": (None, "too small"),
+    "huge.png": ("huge", "megapixels"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_gets_one_sentence_and_server_keeps_serving(served, tmp_path, name):
+    client, _, _ = served
+    data, words = BAD[name]
+    if data is None:
+        buf = io.BytesIO()
+        Image.new("L", (1, 1)).save(buf, format="PNG")
+        data = buf.getvalue()
+    elif data == "huge":
+        import struct
+
+        from tests.test_images import png_chunk
+
+        header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+        data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"\0" * 64)
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(Exception) as err:
+        call(client, path)
+    message = str(err.value)
+    assert words in message
+    assert "Traceback" not in message
+    # ... and the next good request is answered.
+    from ingest.demo import item
+
+    good = tmp_path / "good.png"
+    good.write_bytes(item(100_002).image)
+    assert len(call(client, good, k=3)[0]) == 3
