@@ -36,11 +36,12 @@ def demo_rows(count: int) -> list[tuple[bytes, str, str]]:
 def folder_rows(folder: Path, label: str, group: str, ignore: set[str]):
     with (folder / "captions.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    images = folder / "images" if (folder / "images").is_dir() else folder
     out = []
     for r in rows:
         if r[label] in ignore:
             continue
-        out.append(((folder / r["filename"]).read_bytes(), r[label], r.get(group) or r["filename"]))
+        out.append(((images / r["filename"]).read_bytes(), r[label], r.get(group) or r["filename"]))
     return out
 
 

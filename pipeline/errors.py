@@ -17,3 +17,10 @@ class InputError(MedcapError):
 
 class BackendError(MedcapError):
     """A backend (store, embedder, captioner) failed; the operator must fix a setting."""
+
+
+def brief(exc: BaseException, limit: int = 100) -> str:
+    """The first line of an exception's text, short enough to quote inside a sentence."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip().rstrip(".:") if lines else ""
+    return (text or type(exc).__name__)[:limit]

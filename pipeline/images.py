@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, brief
+
+log = logging.getLogger(__name__)
 
 ACCEPTED = "PNG, JPEG, WebP, TIFF, BMP, GIF or DICOM"
 PIL_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
@@ -91,14 +94,9 @@ def _decode_pil(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(
             f"The {fmt} file is damaged or incomplete "
-            f"and cannot be decoded ({_short(exc)}): upload the full file."
+            f"and cannot be decoded ({brief(exc)}): upload the full file."
         ) from None
     return to_8bit(im), fmt
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text[:80]
 
 
 def to_8bit(im: Image.Image) -> Image.Image:
@@ -137,7 +135,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> Image.Image:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except Exception as exc:  # pydicom raises many types for broken files
-        raise InputError(f"The DICOM file could not be read ({_short(exc)}).") from None
+        raise InputError(f"The DICOM file could not be read ({brief(exc)}).") from None
     if "PixelData" not in ds:
         raise InputError("The DICOM file has no image in it (no pixel data): upload an image.")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
@@ -149,8 +147,9 @@ def _decode_dicom(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax or "unknown"))
+        log.info("DICOM pixel data not decodable: %s", brief(exc))
         raise InputError(
-            f"This DICOM file's pixel data ({name}) cannot be decoded here ({_short(exc)}): "
+            f"This DICOM file's pixel data ({name}) cannot be decoded here: "
             "export it uncompressed or as PNG."
         ) from None
     if frames > 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BackendError
+from pipeline.errors import BackendError, brief
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,11 @@ class MilvusStore:
     def _unreachable(self, exc: Exception) -> str:
         if self.is_lite:
             return (
-                f"The Milvus Lite file {self.uri} could not be opened ({_short(exc)}); "
+                f"The Milvus Lite file {self.uri} could not be opened ({brief(exc)}); "
                 "another process may be using it: stop it or set MILVUS_URI to another file."
             )
         return (
-            f"The Milvus server at {self.uri} did not answer ({_short(exc)}): "
+            f"The Milvus server at {self.uri} did not answer ({brief(exc)}): "
             "check that it is running and check MILVUS_URI and MILVUS_TOKEN."
         )
 
@@ -266,8 +266,3 @@ class MilvusStore:
             self._client.close()
         except Exception:  # closing a dead connection must not mask the real error
             log.debug("closing milvus client failed", exc_info=True)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:120]
