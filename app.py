@@ -154,6 +154,13 @@ def build(runtime: Runtime) -> gr.Blocks:
     return page
 
 
+def configure_queue(page: gr.Blocks, settings: Settings) -> gr.Blocks:
+    """Bound how many requests run at once and how many may wait, from the settings."""
+    return page.queue(
+        default_concurrency_limit=settings.queue_concurrency, max_size=settings.queue_size
+    )
+
+
 def parse_args(settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the captioning page.")
     parser.add_argument("--host", default=settings.server_name, help="address to listen on")
@@ -170,7 +177,7 @@ def main() -> None:
     runtime = Runtime(settings)
     runtime.start()
     page = build(runtime)
-    page.queue(default_concurrency_limit=4).launch(
+    configure_queue(page, settings).launch(
         server_name=settings.server_name,
         server_port=settings.server_port,
         share=settings.share,

@@ -56,6 +56,8 @@ class Settings:
     share: bool = False
     app_auth: str = field(default="", repr=False)
     max_upload_mb: int = 20
+    queue_concurrency: int = 4  # requests computed at once; the rest wait in the queue
+    queue_size: int = 64  # waiting requests beyond this are turned away with a message
 
     @property
     def store_uri(self) -> str:
@@ -129,6 +131,8 @@ class Settings:
             raise BackendError("TITAN_DIM must be 256, 384 or 1024.")
         if not 1 <= self.top_k <= 10:
             raise BackendError("TOP_K must be between 1 and 10.")
+        if self.queue_concurrency < 1 or self.queue_size < 1:
+            raise BackendError("QUEUE_CONCURRENCY and QUEUE_SIZE must be at least 1.")
         if self.app_auth and any(":" not in pair for pair in self.app_auth.split(",")):
             raise BackendError("APP_AUTH must look like user:password[,user2:password2].")
 

@@ -1,0 +1,23 @@
+"""Twenty concurrent clients on loopback for a bounded time: no server errors, all answered."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.load import corpus, drive, serve
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, model_dir):
+    data = tmp_path_factory.mktemp("loaddata")
+    (data / "models").symlink_to(model_dir)
+    url, page, _ = serve(data, demo_count=42)
+    yield url
+    page.close()
+
+
+def test_twenty_clients_mixed_good_and_bad(url, tmp_path):
+    files = corpus(tmp_path / "files")
+    results = drive(url, files, clients=20, seconds=20)
+    assert results.errors == []
+    assert len(results.good_ms) >= 20 and len(results.bad_ms) >= 20
