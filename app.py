@@ -86,7 +86,8 @@ def build(runtime: Runtime) -> gr.Blocks:
         status, problem = runtime.status()
         return present.status_line(status, {}, problem or runtime.notes())
 
-    with gr.Blocks(title="Medical Image Captioning with RAG") as page:
+    # Uploads live only in Gradio's cache; sweep it hourly of anything older than an hour.
+    with gr.Blocks(title="Medical Image Captioning with RAG", delete_cache=(3600, 3600)) as page:
         gr.Markdown(
             "# Medical Image Captioning with RAG\n"
             "Drop a medical image: the page finds the most similar images in the collection "
@@ -161,6 +162,18 @@ def configure_queue(page: gr.Blocks, settings: Settings) -> gr.Blocks:
     )
 
 
+def launch_options(settings: Settings) -> dict:
+    """The arguments of `launch()` that come from the settings (shared with the tests)."""
+    return {
+        "server_name": settings.server_name,
+        "server_port": settings.server_port,
+        "share": settings.share,
+        "auth": settings.auth_pairs() or None,
+        "max_file_size": f"{settings.max_upload_mb}mb",
+        "css": CSS,
+    }
+
+
 def parse_args(settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the captioning page.")
     parser.add_argument("--host", default=settings.server_name, help="address to listen on")
@@ -177,14 +190,7 @@ def main() -> None:
     runtime = Runtime(settings)
     runtime.start()
     page = build(runtime)
-    configure_queue(page, settings).launch(
-        server_name=settings.server_name,
-        server_port=settings.server_port,
-        share=settings.share,
-        auth=settings.auth_pairs() or None,
-        max_file_size=f"{settings.max_upload_mb}mb",
-        css=CSS,
-    )
+    configure_queue(page, settings).launch(**launch_options(settings))
 
 
 if __name__ == "__main__":

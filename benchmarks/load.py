@@ -108,31 +108,6 @@ def drive(url: str, files, clients: int = 20, seconds: float = 30.0) -> Results:
     return results
 
 
-def serve(data_dir: Path, demo_count: int = 120):
-    """Start the app in-process on a free loopback port; returns (url, page, runtime)."""
-    import socket
-
-    import app
-    from pipeline.config import Settings
-    from pipeline.runtime import Runtime
-
-    settings = Settings.from_mapping(
-        {"MEDCAP_DATA_DIR": str(data_dir), "DEMO_COUNT": str(demo_count), "EMBEDDER": "local"}
-    )
-    runtime = Runtime(settings)
-    runtime.start()
-    while not runtime.demo.finished:
-        time.sleep(0.2)
-    page = app.build(runtime)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app.configure_queue(page, settings).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-    )
-    return f"http://127.0.0.1:{port}/", page, runtime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an already running app (default: start one)")
@@ -148,7 +123,10 @@ def main() -> None:
         page = None
         url = args.url
         if not url:
-            url, page, _ = serve(Path(tmp) / "data")
+            from tests.serving import serve
+
+            page = serve(Path(tmp) / "data", demo_count=120)
+            url = page.url
         files = corpus(Path(tmp) / "files")
         results = drive(url, files, args.clients, args.seconds)
         print(f"{args.clients} clients, {args.seconds:.0f} s, {len(files)} files "

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.load import corpus, drive, serve
+from benchmarks.load import corpus, drive
+from tests.serving import serve
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, model_dir):
     data = tmp_path_factory.mktemp("loaddata")
     (data / "models").symlink_to(model_dir)
-    url, page, _ = serve(data, demo_count=42)
-    yield url
-    page.close()
+    served = serve(data)
+    yield served.url
+    served.close()
 
 
 def test_twenty_clients_mixed_good_and_bad(url, tmp_path):
