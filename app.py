@@ -9,6 +9,7 @@ import argparse
 import html
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -100,6 +101,8 @@ def examples(settings: Settings, count: int = 7) -> list[str]:
 
 def build(runtime: Runtime) -> gr.Blocks:
     """Lay out the page and wire the Caption event to the pipeline."""
+    # Neighbour thumbnails as files for the gallery; removed when the page object goes.
+    thumbs = tempfile.TemporaryDirectory(prefix="medcap-thumbs-", ignore_cleanup_errors=True)
 
     def caption(image_path: str | None, k: float) -> Iterator[tuple]:
         if not image_path:
@@ -112,7 +115,7 @@ def build(runtime: Runtime) -> gr.Blocks:
             status = pipeline.status()
             for answer in pipeline.run(data, int(k)):
                 yield (
-                    present.gallery(answer),
+                    present.gallery(answer, Path(thumbs.name)),
                     present.neighbour_list(answer),
                     present.caption_text(answer.rag, answer.rag_note),
                     present.caption_text(answer.classic, answer.classic_note),
