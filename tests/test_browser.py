@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright import sync_api
 
 from pipeline.embedders import LocalEmbedder
 from pipeline.store import Neighbour
 from tests.serving import demo_runtime, served
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():  # CI installs it; say so loudly rather than skip silently there
@@ -105,7 +104,7 @@ def publish(path: Path, name: str) -> None:
     out = Path(SCREENSHOT_DIR) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     image = Image.open(path).convert("RGB")
-    image.quantize(colors=192, dither=Image.Dither.NONE).save(out, optimize=True)
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
     assert out.stat().st_size < 300_000, f"{out} is {out.stat().st_size} bytes"
 
 
