@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test lint format install dev bench clean
+.PHONY: run test lint format install dev bench screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,13 @@ format: dev
 test: lint
 	$(PY) -m pytest
 
+# The README's screenshots, taken by the browser tests from the real page with a real result.
+screenshots: dev
+	SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/test_browser.py -k "upload_caption or phone_viewport"
+
 bench: install
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/latency.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -9,7 +9,8 @@ import argparse
 import html
 import logging
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,12 +22,54 @@ from pipeline import present
 from pipeline.config import Settings
 from pipeline.errors import BackendError, InputError
 from pipeline.runtime import Runtime
+from sharelink import open_share_link
 
 log = logging.getLogger("app")
 
 CSS = """
-#captions textarea { font-size: 1.05rem; line-height: 1.45; }
 #notice { border-left: 4px solid #d97706; padding: 0.4rem 0.8rem; }
+/* Fixed-height caption boxes: streaming text scrolls inside them instead of moving the page. */
+#captions textarea { font-size: 1.05rem; line-height: 1.45; }
+/* The gallery grows with its rows instead of reserving Gradio's 450 px of empty space. */
+#neighbours .grid-wrap { min-height: 0; max-height: none; overflow-y: visible; }
+#neighbours .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
+#neighbours .thumbnail-item { height: auto; aspect-ratio: 1 / 1; }
+#neighbours .caption-label { font-size: 0.8rem; }
+#neighbour-captions ol { margin: 0; padding-left: 1.4rem; }
+#neighbour-captions li { margin-bottom: 0.25rem; }
+#collection-note { border-left: 4px solid #2563eb; padding: 0.3rem 0.7rem; }
+#status { font-size: 0.9rem; opacity: 0.9; }
+#status code, #collection-note code { overflow-wrap: anywhere; }
+@media (max-width: 640px) {
+  #neighbours .grid-container { --grid-cols: 3 !important; }
+}
+"""
+
+# Screen-reader names Gradio does not give: the caption boxes, the file input and the example
+# buttons. Re-applied on every DOM change, as Gradio re-renders components.
+JS = """
+() => {
+  const name = (el, label) => { if (el && el.getAttribute("aria-label") !== label) {
+    el.setAttribute("aria-label", label); } };
+  const apply = () => {
+    for (const id of ["rag-caption", "classic-caption"]) {
+      const info = document.querySelector(`#${id} [data-testid=block-info]`);
+      name(document.querySelector(`#${id} textarea`), info ? info.textContent.trim() : id);
+    }
+    name(document.querySelector("#query-image input[type=file]"), "Upload a medical image");
+    document.querySelectorAll("#examples button").forEach((button) => {
+      const img = button.querySelector("img");
+      if (!img) return;
+      const file = decodeURIComponent(img.src.split("/").pop());
+      const what = file.replace(/\\.[a-z]+$/i, "").replace(/^demo-\\d+-/, "").replace(/-/g, " ");
+      name(button, `Example image: synthetic ${what}`);
+    });
+    const status = document.querySelector("#status");
+    if (status && !status.getAttribute("aria-live")) status.setAttribute("aria-live", "polite");
+  };
+  new MutationObserver(apply).observe(document.body, { childList: true, subtree: true });
+  apply();
+}
 """
 
 
@@ -58,6 +101,8 @@ def examples(settings: Settings, count: int = 7) -> list[str]:
 
 def build(runtime: Runtime) -> gr.Blocks:
     """Lay out the page and wire the Caption event to the pipeline."""
+    # Neighbour thumbnails as files for the gallery; removed when the page object goes.
+    thumbs = tempfile.TemporaryDirectory(prefix="medcap-thumbs-", ignore_cleanup_errors=True)
 
     def caption(image_path: str | None, k: float) -> Iterator[tuple]:
         if not image_path:
@@ -70,7 +115,7 @@ def build(runtime: Runtime) -> gr.Blocks:
             status = pipeline.status()
             for answer in pipeline.run(data, int(k)):
                 yield (
-                    present.gallery(answer),
+                    present.gallery(answer, Path(thumbs.name)),
                     present.neighbour_list(answer),
                     present.caption_text(answer.rag, answer.rag_note),
                     present.caption_text(answer.classic, answer.classic_note),
@@ -86,6 +131,16 @@ def build(runtime: Runtime) -> gr.Blocks:
         status, problem = runtime.status()
         return present.status_line(status, {}, problem or runtime.notes())
 
+    def while_building() -> tuple:
+        # Polled by a timer while the demo collection fills, so the page shows the progress.
+        building = not runtime.demo.finished
+        note = runtime.notes() if building else ""
+        return (
+            refresh_status(),
+            gr.Markdown(note, visible=bool(note)),
+            gr.Timer(active=building),
+        )
+
     # Uploads live only in Gradio's cache; sweep it hourly of anything older than an hour.
     with gr.Blocks(title="Medical Image Captioning with RAG", delete_cache=(3600, 3600)) as page:
         gr.Markdown(
@@ -96,15 +151,21 @@ def build(runtime: Runtime) -> gr.Blocks:
         )
         gr.Markdown(f"**Not a diagnosis.** {present.NOTICE}", elem_id="notice")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=280):
+            with gr.Column(scale=2, min_width=300):
                 image = gr.Image(
                     label="Medical image (PNG, JPEG, WebP, TIFF, BMP, GIF or DICOM)",
                     type="filepath",
                     sources=["upload", "clipboard"],
-                    height=320,
+                    height=300,
                     elem_id="query-image",
                 )
                 image.preprocess = raw_path
+                gr.Examples(
+                    examples=examples(runtime.settings),
+                    inputs=image,
+                    label="Examples (synthetic, held out of the collection)",
+                    elem_id="examples",
+                )
                 top_k = gr.Slider(
                     1,
                     10,
@@ -114,25 +175,31 @@ def build(runtime: Runtime) -> gr.Blocks:
                     elem_id="top-k",
                 )
                 run = gr.Button("Caption", variant="primary", elem_id="caption-button")
-                gr.Examples(
-                    examples=examples(runtime.settings),
-                    inputs=image,
-                    label="Examples (synthetic, held out of the collection)",
+                building = not runtime.demo.finished
+                note = gr.Markdown(
+                    runtime.notes() if building else "",
+                    visible=building,
+                    elem_id="collection-note",
                 )
-            with gr.Column(scale=3, min_width=320):
+            with gr.Column(scale=3, min_width=300):
                 with gr.Row(elem_id="captions"):
+                    # max_lines == lines: a fixed height, so streaming never moves the page.
                     rag = gr.Textbox(
                         label="RAG caption (with the neighbours' captions as reference)",
-                        lines=4,
+                        lines=5,
+                        max_lines=5,
                         interactive=False,
                         buttons=["copy"],
+                        min_width=260,
                         elem_id="rag-caption",
                     )
                     classic = gr.Textbox(
                         label="Classic caption (the image alone)",
-                        lines=4,
+                        lines=5,
+                        max_lines=5,
                         interactive=False,
                         buttons=["copy"],
+                        min_width=260,
                         elem_id="classic-caption",
                     )
                 gallery = gr.Gallery(
@@ -152,6 +219,13 @@ def build(runtime: Runtime) -> gr.Blocks:
             api_name="caption",
         )
         page.load(refresh_status, outputs=status, api_visibility="private")
+        timer = gr.Timer(1.0, active=building)
+        timer.tick(
+            while_building,
+            outputs=[status, note, timer],
+            show_progress="hidden",
+            api_visibility="private",
+        )
     return page
 
 
@@ -163,15 +237,20 @@ def configure_queue(page: gr.Blocks, settings: Settings) -> gr.Blocks:
 
 
 def launch_options(settings: Settings) -> dict:
-    """The arguments of `launch()` that come from the settings (shared with the tests)."""
+    """What every launch of the page passes to Gradio, besides the address."""
     return {
-        "server_name": settings.server_name,
-        "server_port": settings.server_port,
-        "share": settings.share,
         "auth": settings.auth_pairs() or None,
         "max_file_size": f"{settings.max_upload_mb}mb",
         "css": CSS,
+        "js": JS,
     }
+
+
+def on_space(settings: Settings, env: Mapping[str, str] = os.environ) -> Settings:
+    """On a Hugging Face Space, listen where Spaces expects (all interfaces) and never share."""
+    if not env.get("SPACE_ID"):
+        return settings
+    return replace(settings, server_name=env.get("GRADIO_SERVER_NAME") or "0.0.0.0", share=False)
 
 
 def parse_args(settings: Settings) -> argparse.Namespace:
@@ -184,13 +263,25 @@ def parse_args(settings: Settings) -> argparse.Namespace:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    settings = on_space(Settings.from_env())
     args = parse_args(settings)
     settings = replace(settings, server_name=args.host, server_port=args.port, share=args.share)
     runtime = Runtime(settings)
     runtime.start()
     page = build(runtime)
-    configure_queue(page, settings).launch(**launch_options(settings))
+    # Serve first, share second: a share service that is down must never delay the local page.
+    configure_queue(page, settings).launch(
+        server_name=settings.server_name,
+        server_port=settings.server_port,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_options(settings),
+    )
+    print(f"* Running on local URL: {page.local_url}", flush=True)
+    if settings.share:
+        open_share_link(page)
+    page.block_thread()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ neighbours; a bad one with its one-sentence answer; anything else counts as a se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -120,22 +121,21 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        page = None
-        url = args.url
-        if not url:
-            from tests.serving import serve
+        with contextlib.ExitStack() as stack:
+            url = args.url
+            if not url:
+                from tests.serving import demo_runtime, served
 
-            page = serve(Path(tmp) / "data", demo_count=120)
-            url = page.url
-        files = corpus(Path(tmp) / "files")
-        results = drive(url, files, args.clients, args.seconds)
+                data = Path(tmp) / "data"
+                data.mkdir()
+                url = stack.enter_context(served(demo_runtime(data, count=120)))
+            files = corpus(Path(tmp) / "files")
+            results = drive(url, files, args.clients, args.seconds)
         print(f"{args.clients} clients, {args.seconds:.0f} s, {len(files)} files "
               "(half good, half bad), loopback")  # fmt: skip
         print(results.summary())
         for err in results.errors[:10]:
             print("  error:", err)
-        if page is not None:
-            page.close()
 
 
 if __name__ == "__main__":

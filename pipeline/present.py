@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
+import os
+import tempfile
+from pathlib import Path
 
 from PIL import Image
 
@@ -16,13 +20,34 @@ NOTICE = (
 STAGES = ("decode", "embed", "search", "generate")
 
 
-def gallery(answer: Answer) -> list[tuple[Image.Image, str]]:
-    """(thumbnail, 'score · caption') pairs for the neighbours gallery."""
-    items = []
-    for n in answer.neighbours:
-        thumb = Image.open(io.BytesIO(n.thumbnail)) if n.thumbnail else Image.new("L", (8, 8))
-        items.append((thumb, f"{percent(n.score)} · {n.caption}"))
-    return items
+def gallery(answer: Answer, folder: Path) -> list[tuple[str, str]]:
+    """(thumbnail file, 'score · caption') pairs for the neighbours gallery.
+
+    Files, not images: Gradio rewrites an image's file on every send (the page re-sends the
+    gallery with each caption piece) while a browser may be reading it; a file is copied once.
+    """
+    return [
+        (str(thumbnail_file(n.thumbnail or _blank(), folder)), f"{percent(n.score)} · {n.caption}")
+        for n in answer.neighbours
+    ]
+
+
+def thumbnail_file(jpeg: bytes, folder: Path) -> Path:
+    """The thumbnail's bytes in a file named by their hash, written once and atomically."""
+    path = folder / f"{hashlib.sha256(jpeg).hexdigest()[:32]}.jpg"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=".thumb-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(jpeg)
+        os.replace(staging, path)
+    return path
+
+
+def _blank() -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (8, 8)).save(out, format="JPEG")
+    return out.getvalue()
 
 
 def neighbour_list(answer: Answer) -> str:

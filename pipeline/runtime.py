@@ -11,6 +11,7 @@ from PIL import Image
 
 from ingest.demo import DEMO_DATASET
 from pipeline.backends import make_captioner, make_embedder, make_store
+from pipeline.captioners import Captioner
 from pipeline.config import Settings
 from pipeline.embedders import LocalEmbedder
 from pipeline.errors import BackendError
@@ -32,10 +33,11 @@ class DemoBuild:
 class Runtime:
     """Holds the pipeline for the page; connects on demand so a dead store never stops start-up."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, captioner: Captioner | None = None) -> None:
         self.settings = settings
         self.embedder = make_embedder(settings)
-        self.captioner = make_captioner(settings)
+        # `captioner` overrides the settings' choice (tests and embedding applications).
+        self.captioner = captioner or make_captioner(settings)
         self.demo = DemoBuild(finished=True)
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()

@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import ipaddress
+import atexit
 import os
-import socket
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import install_loopback_guard
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # botocore would probe the EC2 metadata endpoint for credentials; tests never want that.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Gradio's file cache is shared by every process on the machine unless told otherwise.
+_gradio_tmp = tempfile.mkdtemp(prefix="medcap-test-gradio-")
+os.environ["GRADIO_TEMP_DIR"] = _gradio_tmp
+atexit.register(shutil.rmtree, _gradio_tmp, ignore_errors=True)
 
-_real_connect = socket.socket.connect
-
-
-def _loopback_only(self: socket.socket, address) -> None:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        host = address[0]
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise OSError(f"test tried to reach {host}: tests may only use loopback")
-    return _real_connect(self, address)
-
-
-socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+install_loopback_guard()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,39 +10,17 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-import app
-from pipeline.config import Settings
-from pipeline.runtime import Runtime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving import demo_runtime
+from tests.serving import served as serve
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, model_dir):
-    data = tmp_path_factory.mktemp("appdata")
-    (data / "models").symlink_to(model_dir)
-    settings = Settings.from_mapping(
-        {"MEDCAP_DATA_DIR": str(data), "DEMO_COUNT": "42", "EMBEDDER": "local"}
-    )
-    runtime = Runtime(settings)
-    runtime.start()
-    deadline = time.time() + 120
-    while not runtime.demo.finished and time.time() < deadline:
-        time.sleep(0.2)
-    assert runtime.demo.finished and not runtime.demo.error
-    page = app.build(runtime)
-    port = free_port()
-    page.queue().launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-    )
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    yield client, settings, runtime
-    client.close()
-    page.close()
+    runtime = demo_runtime(tmp_path_factory.mktemp("appdata"), model_dir)
+    with serve(runtime) as url:
+        client = Client(url, verbose=False)
+        yield client, runtime.settings, runtime
+        client.close()
 
 
 def call(client: Client, path: Path | str, k: int = 5):

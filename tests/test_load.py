@@ -5,16 +5,14 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.load import corpus, drive
-from tests.serving import serve
+from tests.serving import demo_runtime, served
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, model_dir):
-    data = tmp_path_factory.mktemp("loaddata")
-    (data / "models").symlink_to(model_dir)
-    served = serve(data)
-    yield served.url
-    served.close()
+    runtime = demo_runtime(tmp_path_factory.mktemp("loaddata"), model_dir)
+    with served(runtime) as page_url:
+        yield page_url
 
 
 def test_twenty_clients_mixed_good_and_bad(url, tmp_path):

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 
 import httpx
 import pytest
 from gradio_client import Client, handle_file
 
 from ingest.demo import item
-from tests.serving import serve
+from pipeline.config import Settings
+from pipeline.runtime import Runtime
+from tests.serving import demo_runtime
+from tests.serving import served as serve_page
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "fakeSecretKey0123456789abcdefSECRET",
@@ -33,11 +37,18 @@ def served(tmp_path_factory, model_dir):
         mp.setenv(name, value)
     handler = _Capture()
     logging.getLogger().addHandler(handler)
-    s = serve(data, {"APP_AUTH": f"alice:{PASSWORD}", "MAX_UPLOAD_MB": "1"})
-    yield s, handler
-    s.close()
+    runtime = demo_runtime(data, env={"APP_AUTH": f"alice:{PASSWORD}", "MAX_UPLOAD_MB": "1"})
+    with serve_page(runtime) as url:
+        yield Page(url, runtime.settings, runtime), handler
     logging.getLogger().removeHandler(handler)
     mp.undo()
+
+
+@dataclass
+class Page:
+    url: str
+    settings: Settings
+    runtime: Runtime
 
 
 class _Capture(logging.Handler):
