@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -21,6 +22,7 @@ import gradio as gr
 from pipeline import present
 from pipeline.config import Settings
 from pipeline.errors import BackendError, InputError
+from pipeline.images import content_id
 from pipeline.runtime import Runtime
 from sharelink import open_share_link
 
@@ -99,6 +101,24 @@ def examples(settings: Settings, count: int = 7) -> list[str]:
     return paths
 
 
+def feedback_row(panel: str) -> tuple[gr.Button, gr.Button, gr.Textbox]:
+    """Thumbs up/down ("Good"/"Poor") and an optional comment under a caption."""
+    with gr.Row(elem_classes="feedback"):
+        # Words, not emoji: the thumbs must read on machines without an emoji font.
+        up = gr.Button("Good", size="sm", min_width=60, elem_id=f"{panel}-up")
+        down = gr.Button("Poor", size="sm", min_width=60, elem_id=f"{panel}-down")
+        comment = gr.Textbox(
+            placeholder="Comment (optional)",
+            show_label=False,
+            lines=1,
+            max_lines=1,
+            scale=4,
+            container=False,
+            elem_id=f"{panel}-comment",
+        )
+    return up, down, comment
+
+
 def build(runtime: Runtime) -> gr.Blocks:
     """Lay out the page and wire the Caption event to the pipeline."""
     # Neighbour thumbnails as files for the gallery; removed when the page object goes.
@@ -120,12 +140,23 @@ def build(runtime: Runtime) -> gr.Blocks:
                     present.caption_text(answer.rag, answer.rag_note),
                     present.caption_text(answer.classic, answer.classic_note),
                     present.status_line(status, answer.timings, runtime.notes()),
+                    content_id(data),
                 )
         except InputError as exc:
             raise gr.Error(html.escape(exc.sentence), print_exception=False) from None
         except BackendError as exc:
             runtime.reset()  # the next request reconnects
             raise gr.Error(html.escape(exc.sentence), print_exception=False) from None
+
+    def rate(panel: str, rating: str, caption_text: str, comment: str, image_id: str) -> str:
+        if not image_id:
+            raise gr.Error("Caption an image first, then rate its captions.", print_exception=False)
+        try:
+            runtime.record_feedback(image_id, panel, caption_text, rating, comment)
+        except InputError as exc:
+            raise gr.Error(html.escape(exc.sentence), print_exception=False) from None
+        gr.Info("Thank you: your rating was saved.")
+        return ""  # clears the comment box
 
     def refresh_status() -> str:
         status, problem = runtime.status()
@@ -184,24 +215,26 @@ def build(runtime: Runtime) -> gr.Blocks:
             with gr.Column(scale=3, min_width=300):
                 with gr.Row(elem_id="captions"):
                     # max_lines == lines: a fixed height, so streaming never moves the page.
-                    rag = gr.Textbox(
-                        label="RAG caption (with the neighbours' captions as reference)",
-                        lines=5,
-                        max_lines=5,
-                        interactive=False,
-                        buttons=["copy"],
-                        min_width=260,
-                        elem_id="rag-caption",
-                    )
-                    classic = gr.Textbox(
-                        label="Classic caption (the image alone)",
-                        lines=5,
-                        max_lines=5,
-                        interactive=False,
-                        buttons=["copy"],
-                        min_width=260,
-                        elem_id="classic-caption",
-                    )
+                    with gr.Column(min_width=260):
+                        rag = gr.Textbox(
+                            label="RAG caption (with the neighbours' captions as reference)",
+                            lines=5,
+                            max_lines=5,
+                            interactive=False,
+                            buttons=["copy"],
+                            elem_id="rag-caption",
+                        )
+                        rag_feedback = feedback_row("rag")
+                    with gr.Column(min_width=260):
+                        classic = gr.Textbox(
+                            label="Classic caption (the image alone)",
+                            lines=5,
+                            max_lines=5,
+                            interactive=False,
+                            buttons=["copy"],
+                            elem_id="classic-caption",
+                        )
+                        classic_feedback = feedback_row("classic")
                 gallery = gr.Gallery(
                     label="Most similar images in the collection",
                     columns=5,
@@ -212,12 +245,24 @@ def build(runtime: Runtime) -> gr.Blocks:
                 )
                 neighbours = gr.Markdown(elem_id="neighbour-captions")
         status = gr.Markdown(elem_id="status")
+        image_id = gr.State("")  # the upload's hash, for feedback; never the image itself
         run.click(
             caption,
             inputs=[image, top_k],
-            outputs=[gallery, neighbours, rag, classic, status],
+            outputs=[gallery, neighbours, rag, classic, status, image_id],
             api_name="caption",
         )
+        for panel, box, (up, down, comment) in (
+            ("rag", rag, rag_feedback),
+            ("classic", classic, classic_feedback),
+        ):
+            for button, rating in ((up, "up"), (down, "down")):
+                button.click(
+                    partial(rate, panel, rating),
+                    inputs=[box, comment, image_id],
+                    outputs=comment,
+                    api_visibility="private",
+                )
         page.load(refresh_status, outputs=status, api_visibility="private")
         timer = gr.Timer(1.0, active=building)
         timer.tick(

@@ -15,6 +15,7 @@ from pipeline.captioners import Captioner
 from pipeline.config import Settings
 from pipeline.embedders import LocalEmbedder
 from pipeline.errors import BackendError
+from pipeline.feedback import Feedback, FeedbackLog
 from pipeline.service import Pipeline, Status
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Runtime:
         # `captioner` overrides the settings' choice (tests and embedding applications).
         self.captioner = captioner or make_captioner(settings)
         self.demo = DemoBuild(finished=True)
+        self.feedback = FeedbackLog(settings.data_dir / "feedback.jsonl")
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
         self._is_demo = False
@@ -53,6 +55,14 @@ class Runtime:
                 )
                 self._is_demo = store.has_dataset(DEMO_DATASET)
             return self._pipeline
+
+    def record_feedback(
+        self, image_id: str, panel: str, caption: str, rating: str, comment: str
+    ) -> None:
+        """Append a rating of a caption to DATA_DIR/feedback.jsonl with the live backends."""
+        backends = {"embedder": self.embedder.name, "captioner": self.captioner.name}
+        backends["store"] = "Milvus Lite" if self.settings.is_lite else "Milvus server"
+        self.feedback.record(Feedback(image_id, panel, caption, rating, comment, backends))
 
     def reset(self) -> None:
         """Forget the connection after a backend failure; the next request reconnects."""

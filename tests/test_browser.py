@@ -362,3 +362,32 @@ def test_page_says_while_the_collection_is_being_built(tmp_path, model_dir, open
         deadline = time.time() + 60
         while not runtime.demo.finished and time.time() < deadline:
             time.sleep(0.1)
+
+
+def test_thumbs_and_comment_are_saved_without_the_image(tmp_path_factory, model_dir, open_page):
+    import hashlib
+    import json
+
+    data = tmp_path_factory.mktemp("feedback")
+    runtime = demo_runtime(data, model_dir)
+    path = demo_file(data, 100_002)
+    with served(runtime) as url:
+        page = open_page(url)
+        upload(page, path)
+        caption_and_wait(page, 5)
+        rag = text(page, "rag-caption")
+        page.locator("#rag-comment input, #rag-comment textarea").fill("Matches the film well")
+        page.locator("#rag-up").click()
+        page.wait_for_function("() => document.body.innerText.includes('rating was saved')")
+        page.locator("#classic-down").click()
+        page.wait_for_function("() => document.body.innerText.split('rating was saved').length > 2")
+        shot(page, "feedback")
+    lines = (data / "feedback.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first["panel"] == "rag" and first["rating"] == "up" and first["caption"] == rag
+    assert first["comment"] == "Matches the film well"
+    assert first["image_id"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first["backends"]["captioner"] == "extractive"
+    assert second["panel"] == "classic" and second["rating"] == "down"
+    raw = (data / "feedback.jsonl").read_bytes()
+    assert len(raw) < 2000 and b"\x89PNG" not in raw  # no image bytes, only text
