@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ingest.sources import Item, Source
-from pipeline.embedders import Embedder
+from pipeline.embedders import Embedder, PartialEmbedding
 from pipeline.errors import InputError
 from pipeline.images import decode, thumbnail_b64
 from pipeline.store import MilvusStore, Record
@@ -113,7 +113,16 @@ def _ingest_batch(
     todo = [(item, d) for item, d in ready if d.id not in present]
     if not todo:
         return
-    vectors = embedder.embed([d.image for _, d in todo])
+    try:
+        vectors = embedder.embed([d.image for _, d in todo])
+    except PartialEmbedding as partial:  # a remote embedder lost some images after retries
+        for i in sorted(partial.failures):
+            item, decoded = todo[i]
+            seen_ids.discard(decoded.id)  # a later copy of the same bytes gets another try
+            summary.rejected += 1
+            summary.rejects.append((item.source, partial.failures[i]))
+        keep = [i for i in range(len(todo)) if i not in partial.failures]
+        todo, vectors = [todo[i] for i in keep], partial.vectors[keep]
     records = [
         Record(
             id=d.id,

@@ -46,6 +46,7 @@ class Settings:
     max_tokens: int = 300
     temperature: float = 0.2
     s3_bucket_name: str = ""
+    workers: int = 8  # concurrent calls to a remote embedder during ingest
     # OpenAI-compatible vision endpoint (Ollama, vLLM, ...)
     openai_base_url: str = ""
     openai_model: str = ""
@@ -129,6 +130,8 @@ class Settings:
             raise BackendError("TITAN_DIM must be 256, 384 or 1024.")
         if not 1 <= self.top_k <= 10:
             raise BackendError("TOP_K must be between 1 and 10.")
+        if not 1 <= self.workers <= 64:
+            raise BackendError("WORKERS must be between 1 and 64.")
         if self.app_auth and any(":" not in pair for pair in self.app_auth.split(",")):
             raise BackendError("APP_AUTH must look like user:password[,user2:password2].")
 

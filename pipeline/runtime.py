@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ingest.demo import DEMO_DATASET
+from pipeline.aws import AwsClients
 from pipeline.backends import make_captioner, make_embedder, make_store
 from pipeline.config import Settings
 from pipeline.embedders import LocalEmbedder
@@ -32,10 +33,12 @@ class DemoBuild:
 class Runtime:
     """Holds the pipeline for the page; connects on demand so a dead store never stops start-up."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
         self.settings = settings
-        self.embedder = make_embedder(settings)
-        self.captioner = make_captioner(settings)
+        # One set of AWS clients for the process; tests hand in stubbed ones.
+        self.clients = clients or AwsClients.from_settings(settings)
+        self.embedder = make_embedder(settings, self.clients)
+        self.captioner = make_captioner(settings, self.clients)
         self.demo = DemoBuild(finished=True)
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
