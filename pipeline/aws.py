@@ -174,7 +174,7 @@ class AwsClients:
         """Whether a region and credentials (or a Bedrock API key) are set; bounded by timeout.
 
         botocore's credential chain may probe the EC2 metadata endpoint, so the lookup runs in a
-        thread with a deadline, with botocore's own metadata timeout cut to match.
+        thread with a deadline; past it, `auto` stays offline.
         """
         if self._available is None:
             self._available = self._check(timeout)
@@ -195,7 +195,9 @@ class AwsClients:
             try:
                 with self._lock:
                     session = self._boto_session()._session
-                    session.set_config_variable("metadata_service_timeout", timeout / 2)
+                    # botocore's minimum (whole seconds, one try); the deadline below bounds
+                    # the rest of the chain (IMDS token, role, credentials; containers; SSO).
+                    session.set_config_variable("metadata_service_timeout", 1)
                     session.set_config_variable("metadata_service_num_attempts", 1)
                 found.append(session.get_credentials() is not None)
             except Exception as exc:  # a broken profile means "not configured" here
