@@ -179,7 +179,8 @@ class BedrockHttp:
             return http(200, payload, {"content-type": "application/json"})
         if operation == "converse-stream":
             pieces = self.captions(body) if self.captions else ["A caption."]
-            chunks = converse_frames(pieces)
+            # The callback gives text pieces, or whole frames (to end with an exception).
+            chunks = pieces if pieces and isinstance(pieces[0], bytes) else converse_frames(pieces)
             return http(
                 200, chunks, {"content-type": "application/vnd.amazon.eventstream"}, self.delay
             )
