@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--collection", help="collection name (default medcap_<embedder>_<dim>)")
     parser.add_argument("--limit", type=int, help="stop after this many input images")
     parser.add_argument(
-        "--batch-size", type=int, help="images per batch (32, or 2 x workers if larger)"
+        "--batch-size", type=int, help="images per batch (32, or 4 x workers if larger)"
     )
     parser.add_argument(
         "--workers", type=int, help="concurrent remote embedding calls (WORKERS, default 8)"
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             source,
             embedder,
             store,
-            batch_size=args.batch_size or max(32, 2 * settings.workers),
+            batch_size=args.batch_size or max(32, 4 * settings.workers),
             limit=args.limit,
             rejects_path=rejects,
             progress=not args.quiet,
