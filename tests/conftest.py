@@ -13,6 +13,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # botocore would probe the EC2 metadata endpoint for credentials; tests never want that.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# The developer's own AWS setup must not turn `auto` into Bedrock: tests that want AWS set it.
+for _name in [n for n in os.environ if n.startswith("AWS_") and n != "AWS_EC2_METADATA_DISABLED"]:
+    del os.environ[_name]
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 _real_connect = socket.socket.connect
 
