@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ingest.runner import ingest
 from ingest.sources import Source, demo_source, folder_source
+from pipeline.aws import AwsClients
 from pipeline.backends import make_embedder, make_store
 from pipeline.config import Settings
 from pipeline.errors import MedcapError
@@ -20,6 +21,9 @@ sources:
   folder DIR                images under DIR; captions from --captions FILE, DIR/captions.csv,
                             or a .txt file beside each image
   DIR                       same as `folder DIR`
+  s3://BUCKET/PREFIX        objects under the prefix; captions from --captions (local or
+                            s3://...), PREFIX/captions.csv|.jsonl, or a .txt object per image
+  s3:///PREFIX, s3://       the same in the bucket S3_BUCKET_NAME names
 
 captions file: CSV or JSONL with a file column (filename, file, path, image) and a caption
 column (caption, text, description); any other column is kept as metadata.
@@ -28,6 +32,7 @@ examples:
   python -m ingest demo --count 300
   python -m ingest folder ~/xrays --captions ~/xrays/captions.csv
   python -m ingest ~/xrays --limit 100 --batch-size 16
+  python -m ingest s3://my-bucket/roco/ --captions s3://my-bucket/roco/captions.csv --workers 16
 
 A rerun skips images already in the collection (ids are content hashes), so an interrupted
 run resumes where it stopped. Files that cannot be added are listed in the rejects report.
@@ -41,13 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", help="demo, folder, or a folder path (see below)")
+    parser.add_argument("source", help="demo, folder, a folder path or s3://... (see below)")
     parser.add_argument("path", nargs="?", help="the folder, after `folder`")
-    parser.add_argument("--captions", type=Path, help="CSV or JSONL captions file")
+    parser.add_argument("--captions", help="CSV or JSONL captions file (a path or s3://...)")
     parser.add_argument("--count", type=int, help="demo: how many images (default 300)")
     parser.add_argument("--collection", help="collection name (default medcap_<embedder>_<dim>)")
     parser.add_argument("--limit", type=int, help="stop after this many input images")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument(
+        "--batch-size", type=int, help="images per batch (32, or 4 x workers if larger)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="concurrent remote embedding calls (WORKERS, default 8)"
+    )
     parser.add_argument(
         "--rejects", type=Path, help="rejects report CSV (default DATA_DIR/ingest-rejects.csv)"
     )
@@ -55,13 +65,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def choose_source(args: argparse.Namespace, settings: Settings) -> Source:
+def choose_source(
+    args: argparse.Namespace, settings: Settings, clients: AwsClients | None = None
+) -> Source:
     if args.source == "demo":
         return demo_source(args.count or settings.demo_count)
+    if args.source.startswith("s3:"):
+        from ingest.s3 import s3_source
+
+        clients = clients or AwsClients.from_settings(settings)
+        return s3_source(
+            clients.s3, args.source, args.captions, settings.s3_bucket_name, settings.workers
+        )
     folder = args.path if args.source == "folder" else args.source
     if not folder:
         raise MedcapError("`folder` needs a folder path: python -m ingest folder DIR")
-    return folder_source(Path(folder).expanduser(), args.captions)
+    captions = Path(args.captions).expanduser() if args.captions else None
+    return folder_source(Path(folder).expanduser(), captions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,15 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.collection:
             settings = replace(settings, collection=args.collection)
-        source = choose_source(args, settings)
-        embedder = make_embedder(settings)
+        if args.workers:
+            settings = replace(settings, workers=args.workers)
+            settings.validate()
+        clients = AwsClients.from_settings(settings)  # one set for S3 and Bedrock
+        source = choose_source(args, settings, clients)
+        embedder = make_embedder(settings, clients)
         store = make_store(settings, embedder)
         rejects = args.rejects or settings.data_dir / "ingest-rejects.csv"
         summary = ingest(
             source,
             embedder,
             store,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or max(32, 4 * settings.workers),
             limit=args.limit,
             rejects_path=rejects,
             progress=not args.quiet,

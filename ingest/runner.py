@@ -6,6 +6,7 @@ import csv
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -13,9 +14,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ingest.sources import Item, Source
-from pipeline.embedders import Embedder
+from pipeline.embedders import Embedder, PartialEmbedding
 from pipeline.errors import InputError
-from pipeline.images import decode, thumbnail_b64
+from pipeline.images import DecodedImage, decode, thumbnail_b64
 from pipeline.store import MilvusStore, Record
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,20 @@ def ingest(
     items = islice(source.items, limit) if limit else source.items
     total = min(limit, source.total) if limit and source.total else (limit or source.total)
     seen_ids: set[str] = set()
-    with tqdm(total=total, desc=f"ingest {source.name}", unit="img", disable=not progress) as bar:
+    with (
+        tqdm(total=total, desc=f"ingest {source.name}", unit="img", disable=not progress) as bar,
+        ThreadPoolExecutor(1, "ingest-prepare") as prepare,
+    ):
+        # The next batch is decoded while this one is embedded: a remote embedder spends its
+        # time waiting, and the CPU work of decoding and thumbnails fills that wait.
+        pending: Future | None = None
         for batch in _batches(items, batch_size):
-            _ingest_batch(batch, embedder, store, summary, seen_ids, max_pixels)
-            bar.update(len(batch))
-            bar.set_postfix(added=summary.added, skipped=summary.skipped, rejected=summary.rejected)
-            if on_progress is not None:
-                on_progress(summary.seen)
+            upcoming = prepare.submit(_prepare, batch, store, seen_ids, max_pixels)
+            if pending is not None:
+                _finish(pending.result(), embedder, store, summary, seen_ids, bar, on_progress)
+            pending = upcoming
+        if pending is not None:
+            _finish(pending.result(), embedder, store, summary, seen_ids, bar, on_progress)
     store.flush()
     summary.seconds = time.perf_counter() - start
     if rejects_path is not None:
@@ -80,15 +88,20 @@ def ingest(
     return summary
 
 
-def _ingest_batch(
-    batch: list[Item],
-    embedder: Embedder,
-    store: MilvusStore,
-    summary: Summary,
-    seen_ids: set[str],
-    max_pixels: int,
-) -> None:
-    summary.seen += len(batch)
+@dataclass
+class _Prepared:
+    """A decoded batch: what to embed (with thumbnails), and what was rejected or skipped."""
+
+    size: int
+    todo: list[tuple[Item, DecodedImage, str]]
+    skipped: int = 0
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _prepare(
+    batch: list[Item], store: MilvusStore, seen_ids: set[str], max_pixels: int
+) -> _Prepared:
+    out = _Prepared(size=len(batch), todo=[])
     ready = []  # (item, decoded) pairs worth embedding
     for item in batch:
         reason = item.problem or ("" if item.caption.strip() else "no caption")
@@ -100,37 +113,65 @@ def _ingest_batch(
             except InputError as exc:
                 reason = exc.sentence
         if reason:
-            summary.rejected += 1
-            summary.rejects.append((item.source, reason))
+            out.rejects.append((item.source, reason))
             continue
         if decoded.id in seen_ids:  # the same bytes twice in one run
-            summary.skipped += 1
+            out.skipped += 1
             continue
         seen_ids.add(decoded.id)
         ready.append((item, decoded))
     present = store.existing_ids([d.id for _, d in ready])
-    summary.skipped += len(present)
-    todo = [(item, d) for item, d in ready if d.id not in present]
-    if not todo:
-        return
-    vectors = embedder.embed([d.image for _, d in todo])
-    records = [
-        Record(
-            id=d.id,
-            embedding=vec,
-            caption=item.caption.strip(),
-            thumbnail=thumbnail_b64(d.image),
-            source=item.source,
-            meta={
-                **item.meta,
-                "format": d.format,
-                "width": d.image.width,
-                "height": d.image.height,
-            },
-        )
-        for (item, d), vec in zip(todo, vectors, strict=True)
-    ]
-    summary.added += store.upsert(records)
+    out.skipped += len(present)
+    out.todo = [(item, d, thumbnail_b64(d.image)) for item, d in ready if d.id not in present]
+    return out
+
+
+def _finish(
+    prepared: _Prepared,
+    embedder: Embedder,
+    store: MilvusStore,
+    summary: Summary,
+    seen_ids: set[str],
+    bar: tqdm,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    summary.seen += prepared.size
+    summary.skipped += prepared.skipped
+    summary.rejected += len(prepared.rejects)
+    summary.rejects.extend(prepared.rejects)
+    todo = prepared.todo
+    if todo:
+        try:
+            vectors = embedder.embed([d.image for _, d, _ in todo])
+        except PartialEmbedding as partial:  # a remote embedder lost some images after retries
+            for i in sorted(partial.failures):
+                item, decoded, _ = todo[i]
+                seen_ids.discard(decoded.id)  # a later copy of the same bytes gets another try
+                summary.rejected += 1
+                summary.rejects.append((item.source, partial.failures[i]))
+            keep = [i for i in range(len(todo)) if i not in partial.failures]
+            todo, vectors = [todo[i] for i in keep], partial.vectors[keep]
+        records = [
+            Record(
+                id=d.id,
+                embedding=vec,
+                caption=item.caption.strip(),
+                thumbnail=thumb,
+                source=item.source,
+                meta={
+                    **item.meta,
+                    "format": d.format,
+                    "width": d.image.width,
+                    "height": d.image.height,
+                },
+            )
+            for (item, d, thumb), vec in zip(todo, vectors, strict=True)
+        ]
+        summary.added += store.upsert(records)
+    bar.update(prepared.size)
+    bar.set_postfix(added=summary.added, skipped=summary.skipped, rejected=summary.rejected)
+    if on_progress is not None:
+        on_progress(summary.seen)
 
 
 def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,9 +69,14 @@ def read_captions(path: Path) -> list[dict]:
     """Rows of a CSV or JSONL captions file, each with `path` and `caption` keys added."""
     if not path.is_file():
         raise InputError(f"The captions file {path} does not exist.")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+    return parse_captions(path.read_text(encoding="utf-8-sig"), str(path))
+
+
+def parse_captions(text: str, path: str) -> list[dict]:
+    """Rows of captions-file text; `path` (its name) tells CSV from JSONL and names it in errors."""
+    if path.lower().endswith((".jsonl", ".ndjson")):
         rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -78,8 +84,7 @@ def read_captions(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 raise InputError(f"Line {n} of {path} is not valid JSON.") from None
     else:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
     if not rows:
         raise InputError(f"The captions file {path} has no rows.")
     columns = {k.lower(): k for k in rows[0]}

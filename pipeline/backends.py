@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.captioners import Captioner, ExtractiveCaptioner
+from pipeline.aws import AwsClients
+from pipeline.captioners import Captioner, ClaudeCaptioner, ExtractiveCaptioner, OpenAICaptioner
 from pipeline.config import Settings
-from pipeline.embedders import Embedder, LocalEmbedder
+from pipeline.embedders import Embedder, LocalEmbedder, TitanEmbedder
 from pipeline.errors import BackendError
 from pipeline.service import Pipeline
 from pipeline.store import MilvusStore
@@ -14,21 +15,48 @@ from pipeline.store import MilvusStore
 log = logging.getLogger(__name__)
 
 
-def make_embedder(settings: Settings) -> Embedder:
+def make_embedder(settings: Settings, clients: AwsClients | None = None) -> Embedder:
     """EMBEDDER=local|titan|auto (auto: Titan when AWS is configured, else local)."""
     choice = settings.embedder
-    if choice in ("local", "auto"):
+    if choice == "auto":
+        clients = clients or AwsClients.from_settings(settings)
+        choice = "titan" if clients.available() else "local"
+    if choice == "local":
         return LocalEmbedder(settings.model_dir)
-    raise BackendError(f"EMBEDDER={choice} is not available in this build: use EMBEDDER=local.")
+    return TitanEmbedder(
+        clients or AwsClients.from_settings(settings),
+        settings.titan_model_id,
+        settings.titan_dim,
+        settings.workers,
+    )
 
 
-def make_captioner(settings: Settings) -> Captioner:
+def make_captioner(settings: Settings, clients: AwsClients | None = None) -> Captioner:
     """CAPTIONER=extractive|claude|openai|auto (auto: Claude when AWS is configured)."""
     choice = settings.captioner
-    if choice in ("extractive", "auto"):
+    if choice == "auto":
+        clients = clients or AwsClients.from_settings(settings)
+        choice = "claude" if clients.available() else "extractive"
+    if choice == "extractive":
         return ExtractiveCaptioner()
-    raise BackendError(
-        f"CAPTIONER={choice} is not available in this build: use CAPTIONER=extractive."
+    if choice == "openai":
+        if not (settings.openai_base_url and settings.openai_model):
+            raise BackendError(
+                "CAPTIONER=openai needs OPENAI_BASE_URL (for example "
+                "http://127.0.0.1:11434/v1 for Ollama) and OPENAI_MODEL."
+            )
+        return OpenAICaptioner(
+            settings.openai_base_url,
+            settings.openai_model,
+            settings.openai_api_key,
+            settings.max_tokens,
+            settings.temperature,
+        )
+    return ClaudeCaptioner(
+        clients or AwsClients.from_settings(settings),
+        settings.claude_model,
+        settings.max_tokens,
+        settings.temperature,
     )
 
 
@@ -44,8 +72,9 @@ def make_store(settings: Settings, embedder: Embedder) -> MilvusStore:
     )
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """Choose and connect every backend the settings name."""
-    embedder = make_embedder(settings)
+def build_pipeline(settings: Settings, clients: AwsClients | None = None) -> Pipeline:
+    """Choose and connect every backend the settings name (one AwsClients for all of them)."""
+    clients = clients or AwsClients.from_settings(settings)
+    embedder = make_embedder(settings, clients)
     store = make_store(settings, embedder)
-    return Pipeline(embedder, store, make_captioner(settings), settings.max_image_pixels)
+    return Pipeline(embedder, store, make_captioner(settings, clients), settings.max_image_pixels)

@@ -46,6 +46,7 @@ class Settings:
     max_tokens: int = 300
     temperature: float = 0.2
     s3_bucket_name: str = ""
+    workers: int = 8  # concurrent calls to a remote embedder during ingest
     # OpenAI-compatible vision endpoint (Ollama, vLLM, ...)
     openai_base_url: str = ""
     openai_model: str = ""
@@ -133,6 +134,8 @@ class Settings:
             raise BackendError("TOP_K must be between 1 and 10.")
         if self.queue_concurrency < 1 or self.queue_size < 1:
             raise BackendError("QUEUE_CONCURRENCY and QUEUE_SIZE must be at least 1.")
+        if not 1 <= self.workers <= 64:
+            raise BackendError("WORKERS must be between 1 and 64.")
         if self.app_auth and any(":" not in pair for pair in self.app_auth.split(",")):
             raise BackendError("APP_AUTH must look like user:password[,user2:password2].")
 

@@ -189,15 +189,20 @@ def thumbnail_b64(image: Image.Image) -> str:
     return base64.b64encode(thumbnail(image)).decode("ascii")
 
 
-def encode(image: Image.Image, max_edge: int, max_bytes: int) -> tuple[bytes, str]:
-    """Re-encode for a backend within an edge and size limit: PNG if it fits, else JPEG."""
+def encode(
+    image: Image.Image, max_edge: int, max_bytes: int, lossless: bool = True
+) -> tuple[bytes, str]:
+    """Re-encode for a backend within an edge and size limit: PNG if it fits (and `lossless`),
+    else JPEG."""
     im = image.copy()
     if max(im.size) > max_edge:
         im.thumbnail((max_edge, max_edge), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    im.save(out, format="PNG", optimize=False)
-    if out.tell() <= max_bytes:
-        return out.getvalue(), "png"
+    if lossless:
+        out = io.BytesIO()
+        # Fastest zlib level: 5-6x quicker than the default for ~15% more bytes.
+        im.save(out, format="PNG", compress_level=1)
+        if out.tell() <= max_bytes:
+            return out.getvalue(), "png"
     for quality in (90, 80, 70, 55, 40):
         out = io.BytesIO()
         im.convert("RGB" if im.mode != "L" else "L").save(out, format="JPEG", quality=quality)

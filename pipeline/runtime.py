@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ingest.demo import DEMO_DATASET
+from pipeline.aws import AwsClients
 from pipeline.backends import make_captioner, make_embedder, make_store
 from pipeline.captioners import Captioner
 from pipeline.config import Settings
@@ -34,11 +35,18 @@ class DemoBuild:
 class Runtime:
     """Holds the pipeline for the page; connects on demand so a dead store never stops start-up."""
 
-    def __init__(self, settings: Settings, captioner: Captioner | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients | None = None,
+        captioner: Captioner | None = None,
+    ) -> None:
         self.settings = settings
-        self.embedder = make_embedder(settings)
+        # One set of AWS clients for the process; tests hand in stubbed ones.
+        self.clients = clients or AwsClients.from_settings(settings)
+        self.embedder = make_embedder(settings, self.clients)
         # `captioner` overrides the settings' choice (tests and embedding applications).
-        self.captioner = captioner or make_captioner(settings)
+        self.captioner = captioner or make_captioner(settings, self.clients)
         self.demo = DemoBuild(finished=True)
         self.feedback = FeedbackLog(settings.data_dir / "feedback.jsonl")
         self._pipeline: Pipeline | None = None

@@ -21,6 +21,11 @@ _gradio_tmp = tempfile.mkdtemp(prefix="medcap-test-gradio-")
 os.environ["GRADIO_TEMP_DIR"] = _gradio_tmp
 atexit.register(shutil.rmtree, _gradio_tmp, ignore_errors=True)
 
+# The developer's own AWS setup must not turn `auto` into Bedrock: tests that want AWS set it.
+for _name in [n for n in os.environ if n.startswith("AWS_") and n != "AWS_EC2_METADATA_DISABLED"]:
+    del os.environ[_name]
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
 install_loopback_guard()
 
 
