@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ingest.runner import ingest
-from ingest.sources import Source, demo_source, folder_source
+from ingest.sources import Source, demo_source, folder_source, parquet_source
 from pipeline.backends import make_embedder, make_store
 from pipeline.config import Settings
 from pipeline.errors import MedcapError
@@ -20,6 +20,8 @@ sources:
   folder DIR                images under DIR; captions from --captions FILE, DIR/captions.csv,
                             or a .txt file beside each image
   DIR                       same as `folder DIR`
+  FILE.parquet              Parquet in the ROCOv2 layout (image struct with bytes, caption);
+                            also hf://datasets/OWNER/NAME/PATH (globs allowed; needs network)
 
 captions file: CSV or JSONL with a file column (filename, file, path, image) and a caption
 column (caption, text, description); any other column is kept as metadata.
@@ -28,6 +30,7 @@ examples:
   python -m ingest demo --count 300
   python -m ingest folder ~/xrays --captions ~/xrays/captions.csv
   python -m ingest ~/xrays --limit 100 --batch-size 16
+  python -m ingest "hf://datasets/eltorio/ROCOv2-radiology/data/test-*.parquet"
 
 A rerun skips images already in the collection (ids are content hashes), so an interrupted
 run resumes where it stopped. Files that cannot be added are listed in the rejects report.
@@ -58,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def choose_source(args: argparse.Namespace, settings: Settings) -> Source:
     if args.source == "demo":
         return demo_source(args.count or settings.demo_count)
+    if args.source.startswith("hf://") or args.source.lower().endswith(".parquet"):
+        return parquet_source(args.source)
     folder = args.path if args.source == "folder" else args.source
     if not folder:
         raise MedcapError("`folder` needs a folder path: python -m ingest folder DIR")
