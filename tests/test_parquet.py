@@ -48,7 +48,8 @@ def rocov2(tmp_path):
                  "caption": "No bytes.", "cui": []})  # fmt: skip
     rows.append({"image": {"bytes": b"not an image", "path": "bad.jpg"}, "image_id": "ROCOv2_bad",
                  "caption": "Broken.", "cui": []})  # fmt: skip
-    path = tmp_path / "test-00000-of-00001.parquet"
+    (tmp_path / "rocov2").mkdir()
+    path = tmp_path / "rocov2" / "test-00000-of-00001.parquet"
     write_rocov2(path, rows)
     return path
 
