@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ingest.runner import ingest
-from ingest.sources import Source, demo_source, folder_source
+from ingest.sources import Source, demo_source, folder_source, parquet_source
 from pipeline.aws import AwsClients
 from pipeline.backends import make_embedder, make_store
 from pipeline.config import Settings
@@ -24,6 +24,8 @@ sources:
   s3://BUCKET/PREFIX        objects under the prefix; captions from --captions (local or
                             s3://...), PREFIX/captions.csv|.jsonl, or a .txt object per image
   s3:///PREFIX, s3://       the same in the bucket S3_BUCKET_NAME names
+  FILE.parquet              Parquet in the ROCOv2 layout (image struct with bytes, caption);
+                            also hf://datasets/OWNER/NAME/PATH (globs allowed; needs network)
 
 captions file: CSV or JSONL with a file column (filename, file, path, image) and a caption
 column (caption, text, description); any other column is kept as metadata.
@@ -33,6 +35,7 @@ examples:
   python -m ingest folder ~/xrays --captions ~/xrays/captions.csv
   python -m ingest ~/xrays --limit 100 --batch-size 16
   python -m ingest s3://my-bucket/roco/ --captions s3://my-bucket/roco/captions.csv --workers 16
+  python -m ingest "hf://datasets/eltorio/ROCOv2-radiology/data/test-*.parquet"
 
 A rerun skips images already in the collection (ids are content hashes), so an interrupted
 run resumes where it stopped. Files that cannot be added are listed in the rejects report.
@@ -77,6 +80,8 @@ def choose_source(
         return s3_source(
             clients.s3, args.source, args.captions, settings.s3_bucket_name, settings.workers
         )
+    if args.source.startswith("hf://") or args.source.lower().endswith(".parquet"):
+        return parquet_source(args.source)
     folder = args.path if args.source == "folder" else args.source
     if not folder:
         raise MedcapError("`folder` needs a folder path: python -m ingest folder DIR")

@@ -117,3 +117,92 @@ def _sidecar_item(path: Path) -> Item:
     sidecar = path.with_suffix(".txt")
     caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""
     return Item(str(path), path.read_bytes(), caption)
+
+
+# ------------------------------------------------------------------------------------ Parquet
+
+PARQUET_IMAGE_COLUMNS = ("image", "img", "jpg", "png")
+PARQUET_ID_COLUMNS = ("image_id", "id", "name")
+
+
+def parquet_source(path: str, batch_rows: int = 64) -> Source:
+    """Parquet in the Hugging Face Hub's ROCOv2 layout: an `image` struct {bytes, path}, a
+    `caption` and an `image_id`; a file, a folder of files, or `hf://datasets/...` (network)."""
+    import pyarrow.parquet as pq
+
+    fs, files = _parquet_files(path)
+    total = 0
+    for f in files:
+        try:
+            total += pq.ParquetFile(f, filesystem=fs).metadata.num_rows
+        except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+            raise InputError(f"{f} is not a readable Parquet file ({exc}).") from None
+    schema = pq.ParquetFile(files[0], filesystem=fs).schema_arrow
+    columns = {n.lower(): n for n in schema.names}
+    image_col = next((columns[c] for c in PARQUET_IMAGE_COLUMNS if c in columns), None)
+    caption_col = next((columns[c] for c in CAPTION_COLUMNS if c in columns), None)
+    if image_col is None or caption_col is None:
+        raise InputError(
+            f"{path} needs an image column ({', '.join(PARQUET_IMAGE_COLUMNS)}) holding bytes "
+            f"and a caption column ({', '.join(CAPTION_COLUMNS)}); "
+            f"it has {', '.join(schema.names)}."
+        )
+    id_col = next((columns[c] for c in PARQUET_ID_COLUMNS if c in columns), None)
+    name = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
+    items = _parquet_items(fs, files, image_col, caption_col, id_col, batch_rows)
+    return Source(name=name, items=items, total=total)
+
+
+def _parquet_files(path: str):
+    """(filesystem or None, the Parquet files): hf:// goes through huggingface_hub."""
+    if path.startswith("hf://"):
+        try:
+            from huggingface_hub import HfFileSystem
+
+            fs = HfFileSystem()
+            found = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
+            if len(found) == 1 and fs.isdir(found[0]):
+                found = sorted(fs.glob(found[0].rstrip("/") + "/**/*.parquet"))
+        except Exception as exc:
+            raise InputError(
+                f"Could not reach {path} on the Hugging Face Hub ({type(exc).__name__}): this "
+                "needs network access (and HF_TOKEN for gated datasets); download the Parquet "
+                "files and give their local path instead."
+            ) from None
+        if not found:
+            raise InputError(f"No Parquet files at {path}.")
+        return fs, found
+    p = Path(path).expanduser()
+    if p.is_dir():
+        found = sorted(str(f) for f in p.rglob("*.parquet"))
+        if not found:
+            raise InputError(f"The folder {p} holds no .parquet files.")
+        return None, found
+    if not p.is_file():
+        raise InputError(f"The Parquet file {p} does not exist.")
+    return None, [str(p)]
+
+
+def _parquet_items(fs, files, image_col, caption_col, id_col, batch_rows) -> Iterator[Item]:
+    import pyarrow.parquet as pq
+
+    for f in files:
+        n = 0
+        for batch in pq.ParquetFile(f, filesystem=fs).iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                yield _parquet_item(f, n, row, image_col, caption_col, id_col)
+                n += 1
+
+
+def _parquet_item(file: str, n: int, row: dict, image_col, caption_col, id_col) -> Item:
+    image = row.pop(image_col)
+    caption = str(row.pop(caption_col) or "").strip()
+    data = image.get("bytes") if isinstance(image, dict) else image
+    ident = row.get(id_col) if id_col else None
+    source = f"{file}#{ident if ident else n}"
+    meta = {k: v for k, v in row.items() if v not in (None, "", [])}
+    if isinstance(image, dict) and image.get("path"):
+        meta.setdefault("filename", image["path"])
+    if not isinstance(data, bytes | bytearray) or not data:
+        return Item(source, None, caption, meta, problem="no image bytes in the row")
+    return Item(source, bytes(data), caption, meta)

@@ -64,20 +64,62 @@ def overlap_f1(a: Counter, b: Counter) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+LCS_MAX_TOKENS = 64  # ROUGE-L on longer captions costs more than it tells
+NEAR_DUPLICATE = 0.9  # captions agreeing this much (ROUGE-L F1) count as one
+
+
+def lcs_f1(a: Sequence[str], b: Sequence[str]) -> float:
+    """ROUGE-L F1 of two token lists (longest common subsequence), without stemming."""
+    a, b = a[:LCS_MAX_TOKENS], b[:LCS_MAX_TOKENS]
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        row = [0]
+        for j, y in enumerate(b):
+            row.append(prev[j] + 1 if x == y else max(prev[j + 1], row[j]))
+        prev = row
+    lcs = prev[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
 def consensus(neighbours: Sequence[Neighbour]) -> Neighbour | None:
-    """The neighbour whose caption agrees most with the others, weighted by similarity."""
+    """The caption the neighbours agree on most: ROUGE-L agreement weighted by similarity.
+
+    Near-duplicate captions are merged first (their similarities add up, the closest one
+    speaks for them), then each candidate's support is its own weight plus every other
+    candidate's weight times their agreement: a minimum-Bayes-risk choice under ROUGE-L.
+    """
     if not neighbours:
         return None
-    bags = [Counter(tokens(n.caption)) for n in neighbours]
+    toks = [tokens(n.caption) for n in neighbours]
     weights = [max(n.score, 0.0) for n in neighbours]
+    agree: dict[tuple[int, int], float] = {}
+
+    def f(i: int, j: int) -> float:
+        key = (min(i, j), max(i, j))
+        if key not in agree:
+            agree[key] = lcs_f1(toks[i], toks[j])
+        return agree[key]
+
+    heads: list[int] = []  # one representative per group of near-duplicates, closest first
+    mass: dict[int, float] = {}
+    for i in sorted(range(len(neighbours)), key=lambda i: -neighbours[i].score):
+        head = next((h for h in heads if f(h, i) >= NEAR_DUPLICATE), None)
+        if head is None:
+            heads.append(i)
+            mass[i] = weights[i]
+        else:
+            mass[head] += weights[i]
 
     def support(i: int) -> float:
-        # A caption's own similarity counts once, so with two neighbours the closer one wins.
-        return weights[i] + sum(
-            weights[j] * overlap_f1(bags[i], bags[j]) for j in range(len(bags)) if j != i
-        )
+        # A caption's own weight counts once, so with two distinct neighbours the closer wins.
+        return mass[i] + sum(mass[j] * f(i, j) for j in heads if j != i)
 
-    return neighbours[max(range(len(neighbours)), key=support)]
+    return neighbours[max(heads, key=support)]
 
 
 class ExtractiveCaptioner:

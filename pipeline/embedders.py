@@ -36,10 +36,13 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """ImageNet-pretrained EfficientNet-Lite0 features, run by ONNX Runtime; no network."""
+    """ImageNet-pretrained EfficientNet-Lite0 features, run by ONNX Runtime; no network.
 
-    name = "local-effnet-lite0"
-    dim = 1280
+    v2: the pooled head joined by two mid-level stages (1472 dims); v1 was the head alone.
+    """
+
+    name = "local-effnet-lite0-v2"
+    dim = 1472
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir

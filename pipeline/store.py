@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,8 @@ class MilvusStore:
             # Milvus Lite serves in-process and logs a harmless "AllocTimestamp not implemented"
             # traceback on every open; keep it out of the operator's log.
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            # Lite has no MVCC timestamp to hand out; the iterator's fallback is correct.
+            logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         kwargs = {"uri": self.uri, "timeout": self.timeout}
         if token:
             kwargs["token"] = token
@@ -256,6 +258,22 @@ class MilvusStore:
             limit=1,
         )
         return bool(rows)
+
+    def rows(self, batch_size: int = 1000) -> Iterator[dict]:
+        """Every row with its embedding, caption, source and meta (no thumbnail), in batches."""
+        fields = ["id", "embedding", "caption", "source", "meta"]
+        it = self._call(
+            "query",
+            self._client.query_iterator,
+            self.collection,
+            batch_size=batch_size,
+            output_fields=fields,
+        )
+        try:
+            while batch := self._call("query", lambda timeout: it.next()):
+                yield from batch
+        finally:
+            it.close()
 
     def flush(self) -> None:
         """Seal what was written so searches are fast and a restart keeps it."""

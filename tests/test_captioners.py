@@ -53,3 +53,25 @@ def test_extractive_panels_say_what_they_are():
     assert "".join(cap.rag(image, [])) == NO_NEIGHBOURS
     assert cap.classic_unavailable == CLASSIC_NEEDS_MODEL
     assert "CAPTIONER=claude" in CLASSIC_NEEDS_MODEL
+
+
+def test_lcs_f1_by_hand():
+    from pipeline.captioners import lcs_f1
+
+    # LCS of "a normal chest radiograph" and "normal chest radiograph of a child" is 3.
+    a, b = tokens("a normal chest radiograph"), tokens("normal chest radiograph of a child")
+    assert lcs_f1(a, b) == 2 * (3 / 4) * (3 / 6) / ((3 / 4) + (3 / 6))
+    assert lcs_f1(a, a) == 1.0 and lcs_f1(a, []) == 0.0 and lcs_f1(a, ["x"]) == 0.0
+
+
+def test_near_duplicates_pool_their_weight():
+    # Two copies of one caption outweigh a closer, different one; the closer copy is shown.
+    found = [
+        nb("Axial CT of the head: subdural haematoma.", 0.95),
+        nb("Chest radiograph: normal heart and lungs.", 0.90),
+        nb("Chest radiograph: normal heart and lungs!", 0.89),
+    ]
+    best = consensus(found)
+    assert best is found[1]
+    # Alone, the different caption would have won on similarity.
+    assert consensus(found[:2]) is found[0]

@@ -374,3 +374,13 @@ def test_preprocess_centre_crops_non_square_images() -> None:
         _check(x)
         np.testing.assert_allclose(x[:, 3:-3, 3:-3], 128 / 128)  # the bands are cropped away
     _check(preprocess(photo("coffee").resize((37, 20))))  # tiny images are upscaled
+
+
+def test_the_embedder_declares_the_graph_dimension(net) -> None:
+    from pipeline.embedders import LocalEmbedder
+
+    assert LocalEmbedder.dim == FEATURE_DIM == 1280 + 80 + 112
+    assert LocalEmbedder.name.endswith("-v2")  # not mixed with the 1280-d v1 collections
+    f = net.features([photo("coffee")])
+    # Each part is unit length before the whole is normalised: the head carries 1/sqrt(3).
+    assert np.linalg.norm(f[0, :1280]) == pytest.approx(1 / np.sqrt(3), abs=1e-5)
