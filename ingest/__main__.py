@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("source", help="demo, folder, a folder path or s3://... (see below)")
     parser.add_argument("path", nargs="?", help="the folder, after `folder`")
     parser.add_argument("--captions", help="CSV or JSONL captions file (a path or s3://...)")
+    parser.add_argument(
+        "--dicom-captions",
+        action="store_true",
+        help="caption DICOM files that have none from their tags (Modality, BodyPartExamined, "
+        "StudyDescription, SeriesDescription)",
+    )
     parser.add_argument("--count", type=int, help="demo: how many images (default 300)")
     parser.add_argument("--collection", help="collection name (default medcap_<embedder>_<dim>)")
     parser.add_argument("--limit", type=int, help="stop after this many input images")
@@ -86,7 +92,7 @@ def choose_source(
     if not folder:
         raise MedcapError("`folder` needs a folder path: python -m ingest folder DIR")
     captions = Path(args.captions).expanduser() if args.captions else None
-    return folder_source(Path(folder).expanduser(), captions)
+    return folder_source(Path(folder).expanduser(), captions, args.dicom_captions)
 
 
 def main(argv: list[str] | None = None) -> int:

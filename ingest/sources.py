@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -49,8 +49,13 @@ def demo_source(count: int = 300, seed: int = 0) -> Source:
     return Source(name=DEMO_DATASET, items=items, total=count)
 
 
-def folder_source(folder: Path, captions: Path | None = None) -> Source:
-    """Images under a folder with captions from a CSV/JSONL file or a `.txt` sidecar each."""
+def folder_source(
+    folder: Path, captions: Path | None = None, dicom_captions: bool = False
+) -> Source:
+    """Images under a folder with captions from a CSV/JSONL file or a `.txt` sidecar each.
+
+    With `dicom_captions`, a DICOM file that has no caption otherwise gets one from its tags.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder.")
@@ -60,9 +65,44 @@ def folder_source(folder: Path, captions: Path | None = None) -> Source:
     if captions is not None:
         rows = read_captions(Path(captions))
         items = (_row_item(folder, row) for row in rows)
-        return Source(name=folder.name, items=items, total=len(rows))
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return Source(name=folder.name, items=(_sidecar_item(p) for p in images), total=len(images))
+    else:
+        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        rows = images
+        items = (_sidecar_item(p) for p in images)
+    if dicom_captions:
+        items = (_with_dicom_caption(item) for item in items)
+    return Source(name=folder.name, items=items, total=len(rows))
+
+
+DICOM_CAPTION_TAGS = ("Modality", "BodyPartExamined", "StudyDescription", "SeriesDescription")
+
+
+def dicom_caption(data: bytes) -> str:
+    """A caption from a DICOM file's descriptive tags (never its patient or institution tags)."""
+    import pydicom
+
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return ""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=list(
+            DICOM_CAPTION_TAGS))  # fmt: skip
+    except Exception:  # an unreadable file is rejected later, with the decoder's sentence
+        return ""
+    parts: list[str] = []
+    for tag in DICOM_CAPTION_TAGS:
+        value = " ".join(str(ds.get(tag, "") or "").split())
+        if value and value.lower() not in (p.lower() for p in parts):
+            parts.append(value)
+    if len(parts) < 2:
+        return "".join(parts)
+    return f"{parts[0]}: {', '.join(parts[1:])}"  # e.g. "CT: HEAD, CT HEAD WO CONTRAST"
+
+
+def _with_dicom_caption(item: Item) -> Item:
+    if item.caption.strip() or item.data is None or item.problem:
+        return item
+    caption = dicom_caption(item.data)
+    return replace(item, caption=caption, meta={**item.meta, "caption_from": "dicom tags"})
 
 
 def read_captions(path: Path) -> list[dict]:

@@ -108,7 +108,7 @@ def _exif(orientation: int = 6, padding: int = 0) -> Callable[[], bytes]:
     def make() -> bytes:
         exif = Image.Exif()
         exif[0x0112] = orientation
-        exif[0x010F] = "ACME"
+        exif[0x010F] = "ACMEScannerCorp"
         gps = {2: (51.0, 30.0, 2.5), 1: "N", 4: (0.0, 7.0, 39.0), 3: "W"}
         exif[0x8825] = gps
         if padding:

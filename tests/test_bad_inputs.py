@@ -45,3 +45,27 @@ def test_multi_frame_dicom_takes_the_middle_frame():
 
     middle = np.asarray(_decode_dicom(dicom(frames=5), 10**9))
     assert middle.shape == (128, 128)
+
+
+def test_dicom_ingest_with_captions_from_tags(tmp_path, lite_uri, embedder):
+    from ingest.runner import ingest
+    from ingest.sources import folder_source
+    from pipeline.store import MilvusStore
+    from tests.badfiles import PATIENT_NAME
+
+    folder = tmp_path / "dicoms"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(dicom())
+    (folder / "b.dcm").write_bytes(dicom(frames=3))
+    (folder / "b.txt").write_text("A sidecar caption wins over tags.")
+    (folder / "empty.dcm").write_bytes(dicom(pixels=False))
+    store = MilvusStore(lite_uri, embedder.name, embedder.dim)
+    without = ingest(folder_source(folder), embedder, store, progress=False)
+    assert (without.added, without.rejected) == (1, 2)  # a.dcm has no caption, empty has none
+    summary = ingest(folder_source(folder, dicom_captions=True), embedder, store, progress=False)
+    assert (summary.added, summary.skipped, summary.rejected) == (1, 1, 1)
+    assert "no image" in dict(summary.rejects)[str(folder / "empty.dcm")]
+    captions = {r["caption"] for r in store.rows()}
+    assert captions == {"CT: HEAD, CT HEAD WO CONTRAST", "A sidecar caption wins over tags."}
+    assert PATIENT_NAME not in repr(list(store.rows()))
+    store.close()
