@@ -101,6 +101,21 @@ def examples(settings: Settings, count: int = 7) -> list[str]:
     return paths
 
 
+def caption_panel(panel: str, label: str) -> tuple[gr.Textbox, tuple]:
+    """A caption box with a copy button, and its feedback row beneath."""
+    with gr.Column(min_width=260):
+        # max_lines == lines: a fixed height, so streaming never moves the page.
+        box = gr.Textbox(
+            label=label,
+            lines=5,
+            max_lines=5,
+            interactive=False,
+            buttons=["copy"],
+            elem_id=f"{panel}-caption",
+        )
+        return box, feedback_row(panel)
+
+
 def feedback_row(panel: str) -> tuple[gr.Button, gr.Button, gr.Textbox]:
     """Thumbs up/down ("Good"/"Poor") and an optional comment under a caption."""
     with gr.Row(elem_classes="feedback"):
@@ -214,27 +229,12 @@ def build(runtime: Runtime) -> gr.Blocks:
                 )
             with gr.Column(scale=3, min_width=300):
                 with gr.Row(elem_id="captions"):
-                    # max_lines == lines: a fixed height, so streaming never moves the page.
-                    with gr.Column(min_width=260):
-                        rag = gr.Textbox(
-                            label="RAG caption (with the neighbours' captions as reference)",
-                            lines=5,
-                            max_lines=5,
-                            interactive=False,
-                            buttons=["copy"],
-                            elem_id="rag-caption",
-                        )
-                        rag_feedback = feedback_row("rag")
-                    with gr.Column(min_width=260):
-                        classic = gr.Textbox(
-                            label="Classic caption (the image alone)",
-                            lines=5,
-                            max_lines=5,
-                            interactive=False,
-                            buttons=["copy"],
-                            elem_id="classic-caption",
-                        )
-                        classic_feedback = feedback_row("classic")
+                    rag, rag_feedback = caption_panel(
+                        "rag", "RAG caption (with the neighbours' captions as reference)"
+                    )
+                    classic, classic_feedback = caption_panel(
+                        "classic", "Classic caption (the image alone)"
+                    )
                 gallery = gr.Gallery(
                     label="Most similar images in the collection",
                     columns=5,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from ingest.runner import ingest
@@ -99,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env()
-        if args.collection:
-            settings = replace(settings, collection=args.collection)
-        if args.workers:
-            settings = replace(settings, workers=args.workers)
-            settings.validate()
+        settings = Settings.from_env().override(collection=args.collection, workers=args.workers)
         clients = AwsClients.from_settings(settings)  # one set for S3 and Bedrock
         source = choose_source(args, settings, clients)
         embedder = make_embedder(settings, clients)

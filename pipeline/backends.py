@@ -15,16 +15,20 @@ from pipeline.store import MilvusStore
 log = logging.getLogger(__name__)
 
 
+def _resolve(choice: str, cloud: str, offline: str, clients: AwsClients) -> str:
+    """`auto` means the cloud piece when AWS is configured (checked once, in about a second)."""
+    if choice != "auto":
+        return choice
+    return cloud if clients.available() else offline
+
+
 def make_embedder(settings: Settings, clients: AwsClients | None = None) -> Embedder:
     """EMBEDDER=local|titan|auto (auto: Titan when AWS is configured, else local)."""
-    choice = settings.embedder
-    if choice == "auto":
-        clients = clients or AwsClients.from_settings(settings)
-        choice = "titan" if clients.available() else "local"
-    if choice == "local":
+    clients = clients or AwsClients.from_settings(settings)  # cheap: no client is made yet
+    if _resolve(settings.embedder, "titan", "local", clients) == "local":
         return LocalEmbedder(settings.model_dir)
     return TitanEmbedder(
-        clients or AwsClients.from_settings(settings),
+        clients,
         settings.titan_model_id,
         settings.titan_dim,
         settings.workers,
@@ -33,10 +37,8 @@ def make_embedder(settings: Settings, clients: AwsClients | None = None) -> Embe
 
 def make_captioner(settings: Settings, clients: AwsClients | None = None) -> Captioner:
     """CAPTIONER=extractive|claude|openai|auto (auto: Claude when AWS is configured)."""
-    choice = settings.captioner
-    if choice == "auto":
-        clients = clients or AwsClients.from_settings(settings)
-        choice = "claude" if clients.available() else "extractive"
+    clients = clients or AwsClients.from_settings(settings)
+    choice = _resolve(settings.captioner, "claude", "extractive", clients)
     if choice == "extractive":
         return ExtractiveCaptioner()
     if choice == "openai":
@@ -53,7 +55,7 @@ def make_captioner(settings: Settings, clients: AwsClients | None = None) -> Cap
             settings.temperature,
         )
     return ClaudeCaptioner(
-        clients or AwsClients.from_settings(settings),
+        clients,
         settings.claude_model,
         settings.max_tokens,
         settings.temperature,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -138,6 +138,12 @@ class Settings:
             raise BackendError("WORKERS must be between 1 and 64.")
         if self.app_auth and any(":" not in pair for pair in self.app_auth.split(",")):
             raise BackendError("APP_AUTH must look like user:password[,user2:password2].")
+
+    def override(self, **values) -> Settings:
+        """A copy with the given non-empty values (e.g. command-line flags) set, re-validated."""
+        changed = replace(self, **{k: v for k, v in values.items() if v not in (None, "")})
+        changed.validate()
+        return changed
 
     def auth_pairs(self) -> list[tuple[str, str]]:
         """APP_AUTH as (user, password) pairs for Gradio's login."""

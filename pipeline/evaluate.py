@@ -542,10 +542,10 @@ def score_generative(captioner, rows: list[Row], loaded) -> list[CaptionScores]:
 def main(argv: list[str] | None = None) -> int:
     import logging
     import sys
-    from dataclasses import replace
     from pathlib import Path
 
     from pipeline import reports
+    from pipeline.aws import AwsClients
     from pipeline.backends import make_captioner, make_embedder, make_store
     from pipeline.config import Settings
     from pipeline.errors import MedcapError
@@ -553,11 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env()
-        if args.collection:
-            settings = replace(settings, collection=args.collection)
-        embedder = make_embedder(settings)
-        captioner = make_captioner(settings)
+        settings = Settings.from_env().override(collection=args.collection)
+        clients = AwsClients.from_settings(settings)  # one AWS check for both pieces
+        embedder = make_embedder(settings, clients)
+        captioner = make_captioner(settings, clients)
         paid = captioner.name != "extractive"
         images: dict[str, bytes] = {}
         if args.source:
