@@ -21,6 +21,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY app.py sharelink.py ./
+COPY static/ static/
 COPY pipeline/ pipeline/
 COPY ingest/ ingest/
 

@@ -28,51 +28,9 @@ from sharelink import open_share_link
 
 log = logging.getLogger("app")
 
-CSS = """
-#notice { border-left: 4px solid #d97706; padding: 0.4rem 0.8rem; }
-/* Fixed-height caption boxes: streaming text scrolls inside them instead of moving the page. */
-#captions textarea { font-size: 1.05rem; line-height: 1.45; }
-/* The gallery grows with its rows instead of reserving Gradio's 450 px of empty space. */
-#neighbours .grid-wrap { min-height: 0; max-height: none; overflow-y: visible; }
-#neighbours .grid-container { grid-template-rows: none; grid-auto-rows: auto; }
-#neighbours .thumbnail-item { height: auto; aspect-ratio: 1 / 1; }
-#neighbours .caption-label { font-size: 0.8rem; }
-#neighbour-captions ol { margin: 0; padding-left: 1.4rem; }
-#neighbour-captions li { margin-bottom: 0.25rem; }
-#collection-note { border-left: 4px solid #2563eb; padding: 0.3rem 0.7rem; }
-#status { font-size: 0.9rem; opacity: 0.9; }
-#status code, #collection-note code { overflow-wrap: anywhere; }
-@media (max-width: 640px) {
-  #neighbours .grid-container { --grid-cols: 3 !important; }
-}
-"""
-
-# Screen-reader names Gradio does not give: the caption boxes, the file input and the example
-# buttons. Re-applied on every DOM change, as Gradio re-renders components.
-JS = """
-() => {
-  const name = (el, label) => { if (el && el.getAttribute("aria-label") !== label) {
-    el.setAttribute("aria-label", label); } };
-  const apply = () => {
-    for (const id of ["rag-caption", "classic-caption"]) {
-      const info = document.querySelector(`#${id} [data-testid=block-info]`);
-      name(document.querySelector(`#${id} textarea`), info ? info.textContent.trim() : id);
-    }
-    name(document.querySelector("#query-image input[type=file]"), "Upload a medical image");
-    document.querySelectorAll("#examples button").forEach((button) => {
-      const img = button.querySelector("img");
-      if (!img) return;
-      const file = decodeURIComponent(img.src.split("/").pop());
-      const what = file.replace(/\\.[a-z]+$/i, "").replace(/^demo-\\d+-/, "").replace(/-/g, " ");
-      name(button, `Example image: synthetic ${what}`);
-    });
-    const status = document.querySelector("#status");
-    if (status && !status.getAttribute("aria-live")) status.setAttribute("aria-live", "polite");
-  };
-  new MutationObserver(apply).observe(document.body, { childList: true, subtree: true });
-  apply();
-}
-"""
+STATIC = Path(__file__).resolve().parent / "static"
+CSS = (STATIC / "page.css").read_text(encoding="utf-8")
+JS = (STATIC / "page.js").read_text(encoding="utf-8")  # screen-reader names Gradio lacks
 
 
 def raw_path(payload) -> str | None:
