@@ -266,6 +266,8 @@ def parse_args(settings: Settings) -> argparse.Namespace:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "faiss.loader", "milvus_lite"):  # their INFO lines are noise here
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = on_space(Settings.from_env())
     args = parse_args(settings)
     settings = replace(settings, server_name=args.host, server_port=args.port, share=args.share)
