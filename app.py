@@ -168,7 +168,7 @@ def main() -> None:
     args = parse_args(settings)
     settings = replace(settings, server_name=args.host, server_port=args.port, share=args.share)
     runtime = Runtime(settings)
-    runtime.start()
+    runtime.start(background=True)  # serve the page while the collection loads
     page = build(runtime)
     page.queue(default_concurrency_limit=4).launch(
         server_name=settings.server_name,
