@@ -37,6 +37,7 @@ test: lint
 bench: install
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
