@@ -274,6 +274,9 @@ class MilvusStore:
 
     def count(self) -> int:
         """Rows in the collection."""
+        if self.is_lite:  # exact on Lite, and about half the cost of count(*)
+            stats = self._call("stats", self._client.get_collection_stats, self.collection)
+            return int(stats.get("row_count", 0))
         # count(*), not the collection statistics: on a server those count a replaced row
         # twice (an upsert is a delete plus an insert) until compaction runs.
         rows = self._call(
