@@ -41,6 +41,7 @@ screenshots: dev
 bench: install
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

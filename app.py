@@ -272,7 +272,7 @@ def main() -> None:
     args = parse_args(settings)
     settings = replace(settings, server_name=args.host, server_port=args.port, share=args.share)
     runtime = Runtime(settings)
-    runtime.start()
+    runtime.start(background=True)  # serve the page while the collection loads
     page = build(runtime)
     # Serve first, share second: a share service that is down must never delay the local page.
     configure_queue(page, settings).launch(

@@ -71,6 +71,11 @@ def make_store(settings: Settings, embedder: Embedder) -> MilvusStore:
         collection=settings.collection,
         token=settings.milvus_token,
         db=settings.milvus_db,
+        timeout=settings.milvus_timeout,
+        hnsw_m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        search_ef=settings.search_ef,
+        consistency=settings.milvus_consistency,
     )
 
 

@@ -14,6 +14,7 @@ from pipeline.errors import BackendError
 EMBEDDERS = ("auto", "local", "titan")
 CAPTIONERS = ("auto", "extractive", "claude", "openai")
 TITAN_DIMS = (256, 384, 1024)
+CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 # Claude 3.5 Sonnet reached end of life on Bedrock (2026-03-01); a current Sonnet is the default.
 DEFAULT_CLAUDE_MODEL = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -31,6 +32,11 @@ class Settings:
     milvus_token: str = field(default="", repr=False)
     milvus_db: str = ""
     collection: str = ""  # empty: medcap_<embedder>_<dim>
+    milvus_timeout: float = 15.0  # seconds, for every Milvus call including the connect
+    milvus_consistency: str = "Strong"  # Strong: a just-ingested image is found at once
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    search_ef: int = 64  # raised to k when k is larger
     embedder: str = "auto"
     captioner: str = "auto"
     top_k: int = 5
@@ -96,6 +102,9 @@ class Settings:
             "share": ("GRADIO_SHARE",),
             "data_dir": ("MEDCAP_DATA_DIR", "DATA_DIR"),
             "collection": ("MILVUS_COLLECTION", "COLLECTION"),
+            "hnsw_m": ("MILVUS_HNSW_M",),
+            "hnsw_ef_construction": ("MILVUS_HNSW_EF_CONSTRUCTION",),
+            "search_ef": ("MILVUS_SEARCH_EF",),
         }
         values: dict[str, object] = {}
         for f in fields(cls):
@@ -130,6 +139,15 @@ class Settings:
             raise BackendError(f"CAPTIONER must be one of {', '.join(CAPTIONERS)}.")
         if self.titan_dim not in TITAN_DIMS:
             raise BackendError("TITAN_DIM must be 256, 384 or 1024.")
+        if self.milvus_consistency not in CONSISTENCY_LEVELS:
+            levels = ", ".join(CONSISTENCY_LEVELS)
+            raise BackendError(f"MILVUS_CONSISTENCY must be one of {levels}.")
+        if not 2 <= self.hnsw_m <= 2048 or not 1 <= self.hnsw_ef_construction <= 2**31 - 1:
+            raise BackendError(
+                "MILVUS_HNSW_M must be between 2 and 2048 and MILVUS_HNSW_EF_CONSTRUCTION positive."
+            )
+        if self.search_ef < 1 or self.milvus_timeout <= 0:
+            raise BackendError("MILVUS_SEARCH_EF and MILVUS_TIMEOUT must be positive.")
         if not 1 <= self.top_k <= 10:
             raise BackendError("TOP_K must be between 1 and 10.")
         if self.queue_concurrency < 1 or self.queue_size < 1:

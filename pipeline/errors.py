@@ -21,6 +21,7 @@ class BackendError(MedcapError):
 
 def brief(exc: BaseException, limit: int = 100) -> str:
     """The first line of an exception's text, short enough to quote inside a sentence."""
-    lines = str(exc).strip().splitlines()
+    # pymilvus' MilvusException keeps the readable part in .message; str() is its repr.
+    lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
     text = lines[0].strip().rstrip(".:") if lines else ""
     return (text or type(exc).__name__)[:limit]

@@ -55,13 +55,12 @@ class Runtime:
 
     def pipeline(self) -> Pipeline:
         """The connected pipeline; raises BackendError with a sentence if the store is down."""
-        with self._lock:
+        with self._lock:  # one connect (and one collection load) at a time, however many ask
             if self._pipeline is None:
                 store = make_store(self.settings, self.embedder)
                 self._pipeline = Pipeline(
                     self.embedder, store, self.captioner, self.settings.max_image_pixels
                 )
-                self._is_demo = store.has_dataset(DEMO_DATASET)
             return self._pipeline
 
     def record_feedback(
@@ -103,11 +102,22 @@ class Runtime:
             )
         return ""
 
-    def start(self) -> None:
-        """Connect, warm the embedder, and build the demo collection if the collection is empty."""
+    def start(self, background: bool = False) -> None:
+        """Connect, warm the embedder, and build the demo collection if the collection is empty.
+
+        With `background`, connecting (and loading the collection) happens on a thread so the
+        page is served at once; a request that comes first waits for that one connect.
+        """
         local = isinstance(self.embedder, LocalEmbedder)
         if local:  # a cloud embedder would bill a call for nothing
             threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+        if background:
+            threading.Thread(target=self._prepare, name="store-connect", daemon=True).start()
+        else:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        local = isinstance(self.embedder, LocalEmbedder)
         try:
             pipeline = self.pipeline()
             empty = pipeline.store.count() == 0
@@ -118,6 +128,11 @@ class Runtime:
             self.demo = DemoBuild(total=self.settings.demo_count)
             self._is_demo = True
             threading.Thread(target=self._build_demo, name="demo-ingest", daemon=True).start()
+            return
+        try:  # a scan of every row's meta on Lite: kept off the connect path
+            self._is_demo = pipeline.store.has_dataset(DEMO_DATASET)
+        except BackendError as exc:
+            log.warning("%s", exc.sentence)
 
     def _warm_up(self) -> None:
         # The first embedding loads the model (and builds its graph once per machine): pay for

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -64,23 +68,33 @@ class MilvusStore:
         token: str = "",
         db: str = "",
         timeout: float = 15.0,
+        hnsw_m: int = 16,
+        ef_construction: int = 200,
+        search_ef: int = 64,
+        consistency: str = "Strong",
     ) -> None:
         self.uri = uri
         self.embedder_name = embedder_name
         self.dim = dim
         self.collection = collection or default_collection(embedder_name, dim)
         self.timeout = timeout
-        self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.search_ef = search_ef
+        self.consistency = consistency
+        self.is_lite = not uri.startswith(("http://", "https://", "tcp://"))
         self._client = self._connect(token, db)
         self._ensure_collection()
 
     @property
     def location(self) -> str:
         """Where the store lives, without secrets, for the status line."""
-        return f"Milvus Lite ({self.uri})" if self.is_lite else f"Milvus server ({self.uri})"
+        if self.is_lite:
+            return f"Milvus Lite ({self.uri})"
+        return f"Milvus server ({_public(self.uri)})"
 
     def _connect(self, token: str, db: str):
-        from pymilvus import MilvusClient  # heavy import, paid once when the store opens
+        MilvusClient = import_pymilvus().MilvusClient
 
         if self.is_lite:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +103,11 @@ class MilvusStore:
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             # Lite has no MVCC timestamp to hand out; the iterator's fallback is correct.
             logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+        # pymilvus logs a full traceback for every failed call and every failed reconnect (a
+        # few hundred lines a second while a server is down); this class logs one line per
+        # failure and turns it into a sentence instead.
+        for name in ("pymilvus.decorators", "pymilvus.client.connection_manager"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         kwargs = {"uri": self.uri, "timeout": self.timeout}
         if token:
             kwargs["token"] = token
@@ -100,13 +119,25 @@ class MilvusStore:
             raise BackendError(self._unreachable(exc)) from exc
 
     def _unreachable(self, exc: Exception) -> str:
+        detail = brief(exc)
         if self.is_lite:
             return (
-                f"The Milvus Lite file {self.uri} could not be opened ({brief(exc)}); "
+                f"The Milvus Lite file {self.uri} could not be opened ({detail}); "
                 "another process may be using it: stop it or set MILVUS_URI to another file."
             )
+        where = f"The Milvus server at {_public(self.uri)}"
+        lowered = detail.lower()
+        if "not loaded" in lowered or "loading" in lowered:
+            return (
+                f"{where} is still loading collection {self.collection} ({detail}): "
+                "try again in a moment."
+            )
+        if any(w in lowered for w in ("auth", "token", "credential", "permission", "denied")):
+            return f"{where} refused the credentials ({detail}): check MILVUS_TOKEN."
+        if "database" in lowered:
+            return f"{where} has no such database ({detail}): check MILVUS_DB."
         return (
-            f"The Milvus server at {self.uri} did not answer ({brief(exc)}): "
+            f"{where} did not answer within {self.timeout:g} s ({detail}): "
             "check that it is running and check MILVUS_URI and MILVUS_TOKEN."
         )
 
@@ -139,7 +170,7 @@ class MilvusStore:
             )
 
     def _create(self) -> None:
-        from pymilvus import DataType
+        DataType = import_pymilvus().DataType
 
         c = self._client
         schema = c.create_schema(auto_id=False)
@@ -163,15 +194,16 @@ class MilvusStore:
 
     def _index_params(self) -> dict:
         # HNSW on Lite and server alike: IVF on a small collection (the demo's 300 rows) probes
-        # too few lists and loses about one neighbour in ten.
+        # too few lists and loses about one neighbour in ten. benchmarks/store.py measures it.
         return {
             "index_type": "HNSW",
             "metric_type": "COSINE",
-            "params": {"M": 16, "efConstruction": 200},
+            "params": {"M": self.hnsw_m, "efConstruction": self.ef_construction},
         }
 
     def _search_params(self, k: int) -> dict:
-        return {"metric_type": "COSINE", "params": {"ef": max(64, k)}}
+        # HNSW needs ef >= the number of hits asked for.
+        return {"metric_type": "COSINE", "params": {"ef": max(self.search_ef, k)}}
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
@@ -222,6 +254,7 @@ class MilvusStore:
             limit=k + extra,
             output_fields=["caption", "thumbnail", "source", "meta"],
             search_params=self._search_params(k + extra),
+            consistency_level=self.consistency,
             **kwargs,
         )
         out = []
@@ -243,8 +276,20 @@ class MilvusStore:
 
     def count(self) -> int:
         """Rows in the collection."""
-        stats = self._call("stats", self._client.get_collection_stats, self.collection)
-        return int(stats.get("row_count", 0))
+        if self.is_lite:  # exact on Lite, and about half the cost of count(*)
+            stats = self._call("stats", self._client.get_collection_stats, self.collection)
+            return int(stats.get("row_count", 0))
+        # count(*), not the collection statistics: on a server those count a replaced row
+        # twice (an upsert is a delete plus an insert) until compaction runs.
+        rows = self._call(
+            "count",
+            self._client.query,
+            self.collection,
+            filter="",
+            output_fields=["count(*)"],
+            consistency_level=self.consistency,
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
 
     def has_dataset(self, dataset: str) -> bool:
         """Whether any row's meta names this dataset (the page labels the demo as synthetic)."""
@@ -284,3 +329,33 @@ class MilvusStore:
             self._client.close()
         except Exception:  # closing a dead connection must not mask the real error
             log.debug("closing milvus client failed", exc_info=True)
+
+
+def import_pymilvus() -> ModuleType:
+    """pymilvus, imported once (it is heavy) without tripping over our own MILVUS_URI.
+
+    At import pymilvus reads MILVUS_URI (from the environment and from `.env`) as the default
+    server of its old ORM API and raises if it is not a URL; for us it may be a Milvus Lite file.
+    """
+    if "pymilvus" in sys.modules:
+        return sys.modules["pymilvus"]
+    saved = os.environ.get("MILVUS_URI")
+    os.environ["MILVUS_URI"] = ""  # load_dotenv() does not override a variable already set
+    try:
+        import pymilvus
+    finally:
+        if saved is None:
+            os.environ.pop("MILVUS_URI", None)
+        else:
+            os.environ["MILVUS_URI"] = saved
+    return pymilvus
+
+
+def _public(uri: str) -> str:
+    """The URI without any user:password in it, fit for a page or a log."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri

@@ -6,6 +6,8 @@ import atexit
 import os
 import shutil
 import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,49 @@ def embedder(model_dir: Path):
 @pytest.fixture
 def lite_uri(tmp_path: Path) -> str:
     return str(tmp_path / "milvus.db")
+
+
+@dataclass(frozen=True)
+class MilvusTarget:
+    """Where a test's collection lives: a Milvus Lite file or the session's real server."""
+
+    kind: str  # "lite" or "server"
+    uri: str
+    collection: str
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Milvus standalone server for the whole session, always stopped at the end."""
+    from tests.milvus_server import MilvusServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no Milvus server for the server tests: {reason}")
+    server = MilvusServer(tmp_path_factory.mktemp("milvus-server"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_target(request: pytest.FixtureRequest, tmp_path: Path):
+    """One fresh collection, on Milvus Lite and then on the real server; dropped afterwards."""
+    collection = f"t_{uuid.uuid4().hex[:12]}"
+    if request.param == "lite":
+        yield MilvusTarget("lite", str(tmp_path / "milvus.db"), collection)
+        return
+    server = request.getfixturevalue("milvus_server")
+    yield MilvusTarget("server", server.uri, collection)
+    from pipeline.store import import_pymilvus
+
+    MilvusClient = import_pymilvus().MilvusClient
+
+    client = MilvusClient(uri=server.uri, timeout=30)
+    try:  # keep the shared server small: every loaded collection costs it memory
+        if server.process is not None and client.has_collection(collection):
+            client.drop_collection(collection)
+    finally:
+        client.close()

@@ -5,15 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ingest.__main__ import main as ingest_main
+from ingest.demo import item as demo_item
 from ingest.runner import ingest
 from ingest.sources import folder_source, read_captions
+from pipeline.captioners import ExtractiveCaptioner
 from pipeline.errors import InputError
+from pipeline.images import content_id
+from pipeline.service import Pipeline
 from pipeline.store import MilvusStore
 
 
@@ -47,8 +55,12 @@ def folder(tmp_path):
     return d
 
 
-def test_folder_ingest_twice_adds_nothing_the_second_time(folder, lite_uri, embedder, tmp_path):
-    store = MilvusStore(lite_uri, embedder.name, embedder.dim)
+def test_folder_ingest_twice_adds_nothing_the_second_time(
+    folder, milvus_target, embedder, tmp_path
+):
+    store = MilvusStore(
+        milvus_target.uri, embedder.name, embedder.dim, collection=milvus_target.collection
+    )
     first = ingest(folder_source(folder), embedder, store, batch_size=4, progress=False,
                    rejects_path=tmp_path / "rejects.csv")  # fmt: skip
     assert (first.seen, first.added, first.skipped, first.rejected) == (10, 6, 1, 3)
@@ -115,3 +127,42 @@ def test_cli_demo_and_folder(tmp_path, monkeypatch, capsys, model_dir):
     assert "added 0 + skipped 14" in capsys.readouterr().out
     assert ingest_main(["folder", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_ingest_command_then_search_from_another_process(
+    milvus_target, embedder, tmp_path, model_dir
+):
+    """The path a user takes: `python -m ingest` in its own process, then the page searches at
+    once (no wait, no restart) and finds what was just written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(model_dir)
+    env = dict(
+        os.environ,
+        MEDCAP_DATA_DIR=str(data),
+        EMBEDDER="local",
+        MILVUS_URI=milvus_target.uri,
+        MILVUS_COLLECTION=milvus_target.collection,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "demo", "--count", "12", "--quiet"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seen 12 = added 12 + skipped 0 + rejected 0" in done.stdout
+    store = MilvusStore(
+        milvus_target.uri, embedder.name, embedder.dim, collection=milvus_target.collection
+    )
+    pipeline = Pipeline(embedder, store, ExtractiveCaptioner())
+    assert pipeline.status().count == 12
+    query = demo_item(4)  # in the collection: found through its neighbours, never itself
+    answer = list(pipeline.run(query.image, k=5))[-1]
+    ingested = {content_id(demo_item(i).image) for i in range(12)}
+    assert len(answer.neighbours) == 5
+    assert {n.id for n in answer.neighbours} <= ingested - {content_id(query.image)}
+    assert answer.rag in [n.caption for n in answer.neighbours]
+    store.close()

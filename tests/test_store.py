@@ -1,8 +1,10 @@
-"""MilvusStore on a real Milvus Lite file: schema, upsert, search, the embedder guard."""
+"""MilvusStore on Milvus Lite and on a real Milvus server: schema, upsert, search, the guard."""
 
 from __future__ import annotations
 
 import itertools
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -28,8 +30,8 @@ def record(i: int, vec: np.ndarray) -> Record:
 
 
 @pytest.fixture
-def store(lite_uri):
-    s = MilvusStore(lite_uri, embedder_name="test-embedder", dim=16)
+def store(milvus_target):
+    s = MilvusStore(milvus_target.uri, "test-embedder", 16, collection=milvus_target.collection)
     yield s
     s.close()
 
@@ -73,18 +75,58 @@ def test_search_never_returns_the_query_itself(store):
     assert f"{4:064x}" not in [h.id for h in hits]
 
 
-def test_reopen_keeps_rows_and_checks_embedder(lite_uri):
+def test_reopen_keeps_rows_and_checks_embedder(milvus_target):
     rng = np.random.default_rng(3)
-    s = MilvusStore(lite_uri, embedder_name="a", dim=16, collection="shared")
+    uri, name = milvus_target.uri, milvus_target.collection
+    s = MilvusStore(uri, embedder_name="a", dim=16, collection=name)
     s.upsert([record(i, unit(rng, 16)) for i in range(3)])
     s.flush()
     s.close()
-    again = MilvusStore(lite_uri, embedder_name="a", dim=16, collection="shared")
+    again = MilvusStore(uri, embedder_name="a", dim=16, collection=name)
     assert again.count() == 3
     assert len(again.search(unit(rng, 16), k=2)) == 2
     again.close()
     with pytest.raises(BackendError, match="holds vectors from embedder a"):
-        MilvusStore(lite_uri, embedder_name="b", dim=16, collection="shared")
+        MilvusStore(uri, embedder_name="b", dim=16, collection=name)
+
+
+def test_index_and_consistency_follow_the_settings(milvus_target):
+    s = MilvusStore(
+        milvus_target.uri,
+        "test-embedder",
+        16,
+        collection=milvus_target.collection,
+        hnsw_m=8,
+        ef_construction=40,
+        search_ef=4,
+    )
+    info = s._client.describe_collection(s.collection)
+    assert info["consistency_level_name"] == "Strong"
+    assert info["properties"]["medcap.embedder"] == "test-embedder"
+    index = s._client.describe_index(s.collection, "embedding")
+    assert index["index_type"] == "HNSW" and index["metric_type"] == "COSINE"
+    if milvus_target.kind == "server":  # Lite's describe_index does not echo the parameters
+        assert int(index["M"]) == 8 and int(index["efConstruction"]) == 40
+    rng = np.random.default_rng(6)
+    s.upsert([record(i, unit(rng, 16)) for i in range(30)])
+    # ef (4) is below k + the room kept for the query itself: the store raises it to fit.
+    assert len(s.search(unit(rng, 16), k=10)) == 10
+    s.close()
+
+
+def test_a_row_is_searchable_as_soon_as_it_is_written(milvus_target):
+    """No flush, a second client: Strong consistency makes a just-ingested image findable."""
+    rng = np.random.default_rng(7)
+    writer = MilvusStore(milvus_target.uri, "e", 16, collection=milvus_target.collection)
+    reader = MilvusStore(milvus_target.uri, "e", 16, collection=milvus_target.collection)
+    writer.upsert([record(i, unit(rng, 16)) for i in range(10)])
+    target = unit(rng, 16)
+    writer.upsert([record(99, target)])
+    hits = reader.search(target * 0.95 + unit(rng, 16) * 0.05, k=1)
+    assert [h.id for h in hits] == [f"{99:064x}"]
+    assert reader.existing_ids([f"{99:064x}"]) == {f"{99:064x}"}
+    writer.close()
+    reader.close()
 
 
 def test_has_dataset(store):
@@ -94,6 +136,21 @@ def test_has_dataset(store):
     assert not store.has_dataset("other")
 
 
-def test_unreachable_server_is_a_backend_error():
-    with pytest.raises(BackendError, match="did not answer"):
-        MilvusStore("http://127.0.0.1:9", embedder_name="x", dim=8, timeout=2)
+def test_unreachable_server_is_a_backend_error_within_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="did not answer") as err:
+        MilvusStore("http://user:secret@127.0.0.1:9", embedder_name="x", dim=8, timeout=2)
+    assert time.monotonic() - start < 30  # bounded by the timeout, not by pymilvus' retries
+    assert "MILVUS_URI" in err.value.sentence and "secret" not in err.value.sentence
+
+
+def test_a_server_that_accepts_but_never_answers_times_out():
+    """A black hole (listening, never speaking gRPC) must not hang the caller."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen()
+        uri = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(BackendError, match="did not answer within 2 s"):
+            MilvusStore(uri, embedder_name="x", dim=8, timeout=2)
+        assert time.monotonic() - start < 30
