@@ -106,14 +106,18 @@ def build(runtime: Runtime) -> gr.Blocks:
         try:
             pipeline = runtime.pipeline()
             status = pipeline.status()
-            for answer in pipeline.run(data, int(k)):
+            image_id = content_id(data)
+            for n, answer in enumerate(pipeline.run(data, int(k))):
+                # Neighbours go out first and again with the final answer (API clients read
+                # the last update); in between, streamed updates carry caption text only.
+                whole = n == 0 or answer.done
                 yield (
-                    present.gallery(answer, Path(thumbs.name)),
-                    present.neighbour_list(answer),
+                    present.gallery(answer, Path(thumbs.name)) if whole else gr.skip(),
+                    present.neighbour_list(answer) if whole else gr.skip(),
                     present.caption_text(answer.rag, answer.rag_note),
                     present.caption_text(answer.classic, answer.classic_note),
                     present.status_line(status, answer.timings, runtime.notes()),
-                    content_id(data),
+                    image_id if whole else gr.skip(),
                 )
         except InputError as exc:
             raise gr.Error(html.escape(exc.sentence), print_exception=False) from None

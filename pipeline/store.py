@@ -348,7 +348,20 @@ def import_pymilvus() -> ModuleType:
             os.environ.pop("MILVUS_URI", None)
         else:
             os.environ["MILVUS_URI"] = saved
+    _settle_scipy_check()
     return pymilvus
+
+
+def _settle_scipy_check() -> None:
+    # pymilvus checks for scipy.sparse on the first insert or search, loading it by hand with no
+    # lock; two requests arriving together then see a half-initialised module and fail. Run the
+    # check once here, in one thread, so it is settled before any request.
+    try:
+        from pymilvus.client.utils import SciPyHelper
+
+        SciPyHelper._init()
+    except (ImportError, AttributeError):  # another pymilvus version: nothing to settle
+        log.debug("pymilvus has no SciPyHelper to settle")
 
 
 def _public(uri: str) -> str:
