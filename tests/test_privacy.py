@@ -35,14 +35,7 @@ def test_stored_rows_carry_no_patient_name_or_exif(tmp_path, lite_uri, embedder)
         thumb = base64.b64decode(row["thumbnail"])
         assert thumb[:2] == b"\xff\xd8"  # a JPEG
         blob = repr(row).encode() + thumb
-        for secret in (
-            PATIENT_NAME,
-            "Jane^Secret",
-            GPS_MARKER,
-            "ACMEScannerCorp",
-            "General Hospital",
-            "ID-123456",
-        ):
+        for secret in IDENTIFYING:
             assert secret.encode() not in blob
         assert b"Exif" not in thumb
     store.close()
@@ -84,14 +77,7 @@ def test_no_patient_name_or_exif_in_any_bedrock_request(tmp_path):
         for image in _images_in(body):
             blob += image
             assert b"Exif" not in image[:64] and b"GPS" not in image
-        for secret in (
-            PATIENT_NAME,
-            "Jane^Secret",
-            GPS_MARKER,
-            "ACMEScannerCorp",
-            "General Hospital",
-            "ID-123456",
-        ):
+        for secret in IDENTIFYING:
             assert secret.encode() not in blob
     store.close()
 
