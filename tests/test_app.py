@@ -114,3 +114,47 @@ def test_bad_input_gets_one_sentence_and_server_keeps_serving(served, tmp_path, 
     good = tmp_path / "good.png"
     good.write_bytes(item(100_002).image)
     assert len(call(client, good, k=3)[0]) == 3
+
+
+def test_the_whole_bad_input_corpus_through_the_page_writes_nothing(served, tmp_path):
+    """Every kind gets its sentence or a caption over HTTP; no file appears outside the cache."""
+    from tests.badfiles import CASES
+
+    client, settings, _ = served
+    root = Path(__file__).resolve().parents[1]
+
+    def files() -> set[str]:
+        data = {str(p) for p in settings.data_dir.rglob("*") if "milvus.db" not in str(p)}
+        return data | {p.name for p in root.iterdir()}
+
+    before = files()
+    for case in CASES:
+        path = tmp_path / case.name
+        path.write_bytes(case.make())
+        if case.words is None:
+            assert len(call(client, path, k=3)[0]) == 3, case.name
+        else:
+            with pytest.raises(Exception) as err:
+                call(client, path, k=3)
+            assert case.words in str(err.value), (case.name, str(err.value))
+            assert "Traceback" not in str(err.value)
+    assert files() - before == set()
+
+
+def test_a_fifty_megabyte_upload_is_refused_and_the_page_keeps_serving(served, tmp_path):
+    import httpx
+
+    from ingest.demo import item
+
+    client, settings, _ = served
+    assert settings.max_upload_mb == 20  # the default
+    big = io.BytesIO(b"\0" * (50 * 1024 * 1024))
+    r = httpx.post(
+        f"{client.src.rstrip('/')}/gradio_api/upload",
+        files={"files": ("scan.png", big, "image/png")},
+        timeout=60,
+    )
+    assert r.status_code == 413 and "20" in r.text
+    good = tmp_path / "good.png"
+    good.write_bytes(item(100_006).image)
+    assert len(call(client, good, k=2)[0]) == 2
