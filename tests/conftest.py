@@ -61,17 +61,10 @@ class MilvusTarget:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory):
     """A real Milvus standalone server for the whole session, always stopped at the end."""
-    from tests.milvus_server import MilvusServer, unavailable_reason
+    from tests.milvus_server import running_server
 
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"no Milvus server for the server tests: {reason}")
-    server = MilvusServer(tmp_path_factory.mktemp("milvus-server"))
-    try:
-        server.start()
+    with running_server(tmp_path_factory.mktemp("milvus-server"), "the server tests") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["lite", "server"])

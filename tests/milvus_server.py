@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -278,5 +279,21 @@ if __name__ == "__main__":  # by hand: python -m tests.milvus_server DIR
         server.process.wait()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_server(folder: Path, purpose: str) -> Iterator[MilvusServer]:
+    """A started server in `folder`, always stopped; skips the tests if none can run here."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no Milvus server for {purpose}: {reason}")
+    server = MilvusServer(folder)
+    try:
+        server.start()
+        yield server
     finally:
         server.stop()

@@ -18,7 +18,7 @@ from ingest.demo import item
 from pipeline.config import Settings
 from pipeline.runtime import Runtime
 from pipeline.store import import_pymilvus
-from tests.milvus_server import MilvusServer, free_ports, unavailable_reason
+from tests.milvus_server import MilvusServer, free_ports, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,15 +118,8 @@ def test_status_line_names_the_unreachable_store(tmp_path, model_dir):
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     """A server of this module's own: killing the session's shared one would upset others."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"no Milvus server for the fault tests: {reason}")
-    server = MilvusServer(tmp_path_factory.mktemp("fault-server"))
-    try:
-        server.start()
+    with running_server(tmp_path_factory.mktemp("fault-server"), "the fault tests") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def wait_until_serving(
