@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -105,6 +105,12 @@ def _with_dicom_caption(item: Item) -> Item:
     return replace(item, caption=caption, meta={**item.meta, "caption_from": "dicom tags"})
 
 
+def pick_column(names: Iterable[str], candidates: Sequence[str]) -> str | None:
+    """The first of the candidate column names present, matched case-insensitively."""
+    by_lower = {n.lower(): n for n in names}
+    return next((by_lower[c] for c in candidates if c in by_lower), None)
+
+
 def read_captions(path: Path) -> list[dict]:
     """Rows of a CSV or JSONL captions file, each with `path` and `caption` keys added."""
     if not path.is_file():
@@ -127,9 +133,8 @@ def parse_captions(text: str, path: str) -> list[dict]:
         rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
     if not rows:
         raise InputError(f"The captions file {path} has no rows.")
-    columns = {k.lower(): k for k in rows[0]}
-    path_col = next((columns[c] for c in PATH_COLUMNS if c in columns), None)
-    caption_col = next((columns[c] for c in CAPTION_COLUMNS if c in columns), None)
+    path_col = pick_column(rows[0], PATH_COLUMNS)
+    caption_col = pick_column(rows[0], CAPTION_COLUMNS)
     if path_col is None or caption_col is None:
         raise InputError(
             f"The captions file {path} needs a file column ({', '.join(PATH_COLUMNS)}) "
@@ -178,16 +183,15 @@ def parquet_source(path: str, batch_rows: int = 64) -> Source:
         except Exception as exc:  # pyarrow raises several types for a non-Parquet file
             raise InputError(f"{f} is not a readable Parquet file ({exc}).") from None
     schema = pq.ParquetFile(files[0], filesystem=fs).schema_arrow
-    columns = {n.lower(): n for n in schema.names}
-    image_col = next((columns[c] for c in PARQUET_IMAGE_COLUMNS if c in columns), None)
-    caption_col = next((columns[c] for c in CAPTION_COLUMNS if c in columns), None)
+    image_col = pick_column(schema.names, PARQUET_IMAGE_COLUMNS)
+    caption_col = pick_column(schema.names, CAPTION_COLUMNS)
     if image_col is None or caption_col is None:
         raise InputError(
             f"{path} needs an image column ({', '.join(PARQUET_IMAGE_COLUMNS)}) holding bytes "
             f"and a caption column ({', '.join(CAPTION_COLUMNS)}); "
             f"it has {', '.join(schema.names)}."
         )
-    id_col = next((columns[c] for c in PARQUET_ID_COLUMNS if c in columns), None)
+    id_col = pick_column(schema.names, PARQUET_ID_COLUMNS)
     name = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
     items = _parquet_items(fs, files, image_col, caption_col, id_col, batch_rows)
     return Source(name=name, items=items, total=total)

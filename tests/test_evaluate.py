@@ -152,6 +152,16 @@ def test_the_generative_path_scores_rag_with_any_captioner():
     assert [c.source for c in report.captions].count("classic (extractive)") == 0
 
 
+def offline_cwd(tmp_path, monkeypatch, model_dir) -> None:
+    """Run the commands from tmp_path on the offline pieces, reusing the session's model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDCAP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMBEDDER", "local")
+    monkeypatch.setenv("CAPTIONER", "extractive")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "models").symlink_to(model_dir)
+
+
 def test_the_command_on_a_folder_writes_the_report(tmp_path, monkeypatch, model_dir, capsys):
     from ingest.demo import generate
 
@@ -162,12 +172,7 @@ def test_the_command_on_a_folder_writes_the_report(tmp_path, monkeypatch, model_
         (folder / d.name).write_bytes(d.image)
         lines.append(f'{d.name},"{d.caption}",{d.meta["modality"]},{d.name[:9]}')
     (folder / "captions.csv").write_text("\n".join(lines))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MEDCAP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMBEDDER", "local")
-    monkeypatch.setenv("CAPTIONER", "extractive")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "models").symlink_to(model_dir)
+    offline_cwd(tmp_path, monkeypatch, model_dir)
     assert main([str(folder), "--out", "out", "--fraction", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "modality" in out and "ROUGE-L" in out
@@ -187,12 +192,7 @@ def test_the_command_on_a_folder_writes_the_report(tmp_path, monkeypatch, model_
 def test_the_command_on_a_collection(tmp_path, monkeypatch, model_dir):
     from ingest.__main__ import main as ingest_main
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MEDCAP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMBEDDER", "local")
-    monkeypatch.setenv("CAPTIONER", "extractive")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "models").symlink_to(model_dir)
+    offline_cwd(tmp_path, monkeypatch, model_dir)
     assert ingest_main(["demo", "--count", "35", "--quiet"]) == 0
     assert main(["--out", "out", "--label", "modality"]) == 0
     report = json.loads((tmp_path / "out" / "medcap-local-effnet-lite0-v2-1472.json").read_text())
